@@ -1,0 +1,1 @@
+"""Analytics sidecar: the Parquet lake, DuckDB views and the analyst agent."""

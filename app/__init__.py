@@ -1,0 +1,1 @@
+"""The audit log HTTP API: Litestar application, routes, auth and tenancy."""

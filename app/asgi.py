@@ -1,0 +1,70 @@
+"""The application factory: ``create_app(settings)`` and nothing else of substance."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from litestar import Litestar
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+
+from app.auth.middleware import AuthMiddleware
+from app.dependencies import dependencies
+from app.errors import exception_handlers
+from app.observability import RequestIdMiddleware, configure_logging
+from app.routes import route_handlers
+from app.runtime import build_runtime
+from app.settings import Settings, load_settings
+
+__all__ = ["create_app", "create_app_from_env"]
+
+
+def create_app(settings: Settings) -> Litestar:
+    configure_logging(settings.log_level, json_lines=settings.log_json)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        from app.lifecycle import start_services, stop_services
+
+        runtime = await build_runtime(settings)
+        app.state.runtime = runtime
+        await start_services(runtime)
+        try:
+            yield
+        finally:
+            await stop_services(runtime)
+            await runtime.close()
+
+    return Litestar(
+        route_handlers=route_handlers(),
+        dependencies=dependencies,
+        lifespan=[lifespan],
+        middleware=[RequestIdMiddleware(), AuthMiddleware()],
+        exception_handlers=exception_handlers,
+        openapi_config=OpenAPIConfig(
+            title="Audit Log API",
+            version="1.0.0",
+            description=(
+                "Multi-tenant audit log: ingest, search, export, stream and question audit events. "
+                "Every path is also served with a trailing slash. Errors are RFC 9457 problem details."
+            ),
+            path="/schema",
+            render_plugins=[SwaggerRenderPlugin(path="/")],
+            components=Components(
+                security_schemes={
+                    "bearer": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT or API key"),
+                    "apiKey": SecurityScheme(type="apiKey", name="X-API-Key", security_scheme_in="header"),
+                }
+            ),
+            security=[{"bearer": []}, {"apiKey": []}],
+        ),
+        request_max_body_size=settings.max_bulk_bytes,
+        debug=False,
+    )
+
+
+def create_app_from_env() -> Litestar:
+    """Factory for Granian workers: settings come from the environment ``auditlog serve`` prepared."""
+    return create_app(load_settings())

@@ -1,0 +1,1 @@
+"""Authentication and authorization building blocks (passwords, tokens, API keys, principals)."""

@@ -1,0 +1,83 @@
+"""Authentication middleware: credentials in, ``scope["user"]`` out.
+
+No credentials leaves the caller anonymous (the route's guard answers 401). Bad credentials answer 401
+here, before any handler runs. WebSockets may carry the token in ``?token=``; a bad one there is left to
+the socket handler, which closes with 1008 as the contract says.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qs
+
+from litestar.enums import ScopeType
+from litestar.middleware import ASGIMiddleware
+
+from app.auth.authenticator import InvalidCredentials
+import msgspec
+
+if TYPE_CHECKING:
+    from litestar.types import ASGIApp, Receive, Scope, Send
+
+__all__ = ["AuthMiddleware", "credential_from_scope"]
+
+_UNAUTHORIZED = msgspec.json.encode(
+    {"type": "about:blank", "title": "Unauthorized", "status": 401, "detail": "invalid or expired credentials"}
+)
+
+
+async def _send_401(send: Send) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 401,
+            "headers": [
+                (b"content-type", b"application/problem+json"),
+                (b"www-authenticate", b'Bearer error="invalid_token"'),
+                (b"content-length", str(len(_UNAUTHORIZED)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": _UNAUTHORIZED})
+
+
+def credential_from_scope(scope: Scope) -> str | None:
+    auth = api_key = None
+    for name, value in scope.get("headers", ()):
+        if name == b"authorization":
+            auth = value.decode("latin-1")
+        elif name == b"x-api-key":
+            api_key = value.decode("latin-1").strip()
+    if auth:
+        scheme, _, token = auth.strip().partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return token.strip()
+        return ""  # present but not a bearer credential: refused
+    if api_key:
+        return api_key
+    if scope["type"] == ScopeType.WEBSOCKET:
+        qs = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        if qs.get("token"):
+            return qs["token"][0]
+    return None
+
+
+class AuthMiddleware(ASGIMiddleware):
+    scopes = (ScopeType.HTTP, ScopeType.WEBSOCKET)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        scope["user"] = None
+        credential = credential_from_scope(scope)
+        if credential is not None:
+            authenticator = scope["litestar_app"].state.runtime.authenticator
+            try:
+                scope["user"] = await authenticator.authenticate(credential) if credential else None
+                if not credential:
+                    raise InvalidCredentials("not a bearer credential")
+            except InvalidCredentials:
+                if scope["type"] == ScopeType.WEBSOCKET:
+                    scope["auth_error"] = True  # type: ignore[typeddict-unknown-key]
+                else:
+                    await _send_401(send)
+                    return
+        await next_app(scope, receive, send)

@@ -1,0 +1,107 @@
+"""The ``auditlog`` command: serve, worker, migrate."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import warnings
+from pathlib import Path
+
+from app.settings import load_settings
+
+__all__ = ["main"]
+
+
+async def _bootstrap(settings: object) -> Path | None:
+    from app.bootstrap import bootstrap
+    from app.runtime import build_runtime
+
+    runtime = await build_runtime(settings)  # type: ignore[arg-type]
+    try:
+        return await bootstrap(runtime)
+    finally:
+        await runtime.close()
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from granian import Granian
+    from granian.constants import Interfaces
+
+    from app.database import export_to_environment, prepare_database
+    from app.observability import configure_logging
+
+    settings = load_settings()
+    configure_logging(settings.log_level, json_lines=settings.log_json)
+    embedded = prepare_database(settings)
+    try:
+        credentials = asyncio.run(_bootstrap(settings))
+        export_to_environment(settings)
+        where = "embedded PostgreSQL in " + str(settings.data_dir) if embedded else "the configured database"
+        print(f"auditlog: serving http://{settings.host}:{settings.port} on {where}", file=sys.stderr)
+        print("auditlog: operator password: AUDIT_OPERATOR_PASSWORD"
+              + ("" if not settings.is_dev else f" (or {settings.data_dir / 'secrets.json'})"), file=sys.stderr)
+        if credentials:
+            print(f"auditlog: demo credentials in {credentials}", file=sys.stderr)
+        Granian(
+            "app.asgi:create_app_from_env",
+            factory=True,
+            address=settings.host,
+            port=settings.port,
+            interface=Interfaces.ASGI,
+            workers=settings.workers,
+            log_enabled=True,
+            backlog=2048,
+        ).serve()
+    finally:
+        if embedded is not None:
+            embedded.stop()
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from app.database import prepare_database
+    from app.observability import configure_logging
+    from jobs.worker import run_worker
+
+    settings = load_settings()
+    configure_logging(settings.log_level, json_lines=settings.log_json)
+    embedded = prepare_database(settings, run_migrations=False)
+    try:
+        run_worker(settings)
+    finally:
+        if embedded is not None:
+            embedded.stop()
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from app.database import prepare_database
+
+    settings = load_settings()
+    if settings.database_url and not settings.migration_database_url:
+        settings.migration_database_url = settings.database_url
+    embedded = prepare_database(settings)
+    try:
+        asyncio.run(_bootstrap(settings))
+        print("auditlog: database migrated to head", file=sys.stderr)
+    finally:
+        if embedded is not None:
+            embedded.stop()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+    parser = argparse.ArgumentParser(prog="auditlog", description="Audit Log API")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("serve", help="run the API (embedded PostgreSQL when AUDIT_DATABASE_URL is unset)")
+    sub.add_parser("worker", help="run the background job worker")
+    sub.add_parser("migrate", help="apply database migrations and create the operator")
+    args = parser.parse_args(argv)
+    handler = {"serve": cmd_serve, "worker": cmd_worker, "migrate": cmd_migrate}[args.command]
+    return handler(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

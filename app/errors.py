@@ -1,0 +1,136 @@
+"""Problem details (RFC 9457) for every error the API returns.
+
+Client errors name what is wrong; a 5xx says only that something failed and carries the request id, never
+a stack trace or SQL. Database errors that are the client's fault (a duplicate, a value out of range) are
+mapped to 4xx here, once, instead of in each handler.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import msgspec
+from litestar import MediaType, Request, Response
+from litestar.exceptions import HTTPException, NotAuthorizedException, ValidationException
+
+__all__ = ["ApiError", "Conflict", "NotFound", "exception_handlers", "problem"]
+
+log = logging.getLogger("auditlog.errors")
+PROBLEM_JSON = "application/problem+json"
+
+_TITLES = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    409: "Conflict",
+    413: "Content Too Large",
+    415: "Unsupported Media Type",
+    422: "Unprocessable Content",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
+
+
+class ApiError(HTTPException):
+    """An error with a status, a human ``detail`` and optional structured ``errors``."""
+
+    def __init__(
+        self,
+        status_code: int,
+        detail: str,
+        *,
+        errors: list[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(status_code=status_code, detail=detail, headers=headers)
+        self.errors = errors
+
+
+class NotFound(ApiError):
+    def __init__(self, what: str = "resource") -> None:
+        super().__init__(404, f"{what} not found")
+
+
+class Conflict(ApiError):
+    def __init__(self, detail: str) -> None:
+        super().__init__(409, detail)
+
+
+def problem(
+    status: int,
+    detail: str,
+    *,
+    request: Request[Any, Any, Any] | None = None,
+    errors: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response[bytes]:
+    body: dict[str, Any] = {
+        "type": "about:blank",
+        "title": _TITLES.get(status, "Error"),
+        "status": status,
+        "detail": detail,
+    }
+    if request is not None:
+        body["instance"] = request.url.path
+        rid = request.scope.get("state", {}).get("request_id")
+        if rid:
+            body["request_id"] = rid
+    if errors:
+        body["errors"] = errors
+    hdrs = dict(headers or {})
+    if status == 401:
+        hdrs.setdefault("WWW-Authenticate", "Bearer")
+    return Response(
+        content=msgspec.json.encode(body), status_code=status, media_type=PROBLEM_JSON, headers=hdrs
+    )
+
+
+def _validation_errors(extra: Any) -> list[dict[str, Any]]:
+    errors: list[dict[str, Any]] = []
+    for item in extra if isinstance(extra, list) else [extra]:
+        if isinstance(item, dict):
+            errors.append({"field": item.get("key") or item.get("field"), "message": item.get("message")})
+        elif item is not None:
+            errors.append({"message": str(item)})
+    return errors
+
+
+def _handle_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
+    status = exc.status_code
+    headers = dict(exc.headers or {})
+    if isinstance(exc, ApiError):
+        return problem(status, exc.detail, request=request, errors=exc.errors, headers=headers)
+    if isinstance(exc, ValidationException):
+        errors = _validation_errors(exc.extra)
+        detail = exc.detail or "validation failed"
+        if "JSON is malformed" in detail or "decode" in detail.lower():
+            return problem(400, "malformed JSON body", request=request)
+        if errors:
+            named = "; ".join(f"{e.get('field') or 'body'}: {e.get('message')}" for e in errors)
+            detail = f"validation failed: {named}"
+        return problem(status if status in (400, 422) else 400, detail, request=request, errors=errors)
+    if isinstance(exc, NotAuthorizedException):
+        return problem(401, exc.detail or "authentication required", request=request, headers=headers)
+    if status >= 500:
+        return problem(status, "internal error", request=request)
+    return problem(status, exc.detail or _TITLES.get(status, "error"), request=request, headers=headers)
+
+
+def _handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    from sqlalchemy.exc import DBAPIError
+
+    if isinstance(exc, DBAPIError):
+        code = getattr(getattr(exc, "orig", None), "sqlstate", None) or ""
+        if code == "23505":
+            return problem(409, "a resource with these unique fields already exists", request=request)
+        if code.startswith("22") or code in {"23502", "23514"}:
+            return problem(422, "a value was out of range or malformed", request=request)
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return problem(500, "internal error", request=request)
+
+
+exception_handlers: dict[Any, Any] = {HTTPException: _handle_http, Exception: _handle_unexpected}

@@ -1,0 +1,32 @@
+"""Start and stop the optional parts of an API process: the in-process job worker and the like.
+
+Each part registers itself in ``runtime.services`` so that shutdown stops exactly what was started.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+from app.runtime import Runtime
+
+__all__ = ["start_services", "stop_services"]
+
+log = logging.getLogger(__name__)
+
+
+async def start_services(runtime: Runtime) -> None:
+    if runtime.settings.worker_in_process:
+        from jobs.worker import start_worker
+
+        runtime.services["worker"] = await start_worker(runtime.settings)
+
+
+async def stop_services(runtime: Runtime) -> None:
+    for name, service in reversed(list(runtime.services.items())):
+        stop = getattr(service, "stop", None) or getattr(service, "close", None)
+        if stop is None:
+            continue
+        with contextlib.suppress(Exception):
+            await stop()
+        log.info("stopped %s", name)

@@ -1,0 +1,1 @@
+"""Audit log domain: ingest-time processing of audit events."""

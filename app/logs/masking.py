@@ -1,0 +1,672 @@
+"""Mask secrets and PII in audit events before they are stored or indexed.
+
+Tenants send free-form audit events, and those events regularly carry data that must
+never reach the log store or the search index verbatim: passwords and API tokens pasted
+into metadata, ``Authorization`` headers copied into messages, payment card numbers, and
+end users' e-mail addresses and phone numbers.  Every event passes through
+:func:`mask_event` on the ingest path, which applies two policies:
+
+* **Secrets** (credentials, keys, tokens, card numbers) are replaced by ``[REDACTED]``
+  and the original is discarded for good.
+* **PII** (e-mail addresses, phone numbers) is masked in place (``j***@e***.com``,
+  ``+** *** *** **67``) and the originals are returned as :class:`PiiFinding` so the
+  caller can keep them, encrypted, in the PII vault.
+
+Secrets are handled before PII, so a card number is redacted rather than mistaken for a
+phone number.  The functions are pure (inputs are never mutated), idempotent (masking an
+already-masked event is a no-op) and tuned for the hot path: regexes are compiled once
+at import time and cheap pre-checks skip the expensive patterns for most strings.
+"""
+
+import base64
+import binascii
+import re
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+
+import msgspec
+
+__all__ = [
+    "MaskResult",
+    "PiiFinding",
+    "contains_unmasked_pii",
+    "mask_email",
+    "mask_event",
+    "mask_phone",
+    "mask_text",
+]
+
+REDACTED: Final = "[REDACTED]"
+
+KIND_EMAIL: Final = "email"
+KIND_PHONE: Final = "phone"
+_PII_KINDS: Final = frozenset({KIND_EMAIL, KIND_PHONE})
+
+# Nesting deeper than this is pathological for an audit event; rather than risk a
+# RecursionError on the ingest path the subtree is redacted (fail closed).
+_MAX_DEPTH: Final = 100
+
+
+class PiiFinding(msgspec.Struct, frozen=True):
+    """One piece of PII that was masked in an event."""
+
+    path: str  # JSON-pointer-like location: "message", "metadata/user/email", ...
+    kind: str  # "email" | "phone"
+    original: str  # the original matched substring (not the whole field)
+    masked: str  # what replaced it
+
+
+class MaskResult(msgspec.Struct):
+    """The masked copy of an event plus what was found in it."""
+
+    message: str | None
+    metadata: dict[str, Any] | None
+    before_state: dict[str, Any] | None
+    after_state: dict[str, Any] | None
+    pii: list[PiiFinding]
+    redactions: int  # how many secrets were redacted
+
+
+# --------------------------------------------------------------------------- keys
+
+_KEY_PLAIN: Final = 0
+_KEY_SECRET: Final = 1
+_KEY_EMAIL: Final = 2
+_KEY_PHONE: Final = 3
+
+_KEY_STRIP: Final = str.maketrans("", "", "-_. ")
+
+# Normalised (lower-cased, without "-", "_", "." and spaces) key names whose value is a
+# secret.  Card-number-like keys are secrets too.
+_SECRET_KEYS: Final = frozenset(
+    {
+        "password",
+        "passwd",
+        "pwd",
+        "pass",
+        "passphrase",
+        "secret",
+        "clientsecret",
+        "apisecret",
+        "token",
+        "accesstoken",
+        "refreshtoken",
+        "idtoken",
+        "authtoken",
+        "sessiontoken",
+        "apikey",
+        "authorization",
+        "proxyauthorization",
+        "auth",
+        "cookie",
+        "setcookie",
+        "privatekey",
+        "secretkey",
+        "accesskey",
+        "secretaccesskey",
+        "credential",
+        "credentials",
+        "cardnumber",
+        "creditcard",
+        "creditcardnumber",
+        "ccnumber",
+        "cardno",
+        "cc",
+        "cvv",
+        "cvv2",
+        "cvc",
+        "cvc2",
+        "pin",
+        "ssn",
+        "otp",
+        "totp",
+    }
+)
+# Strong names: a key that merely *ends* with one of these is a secret as well
+# ("dbpassword", "githubtoken", "stripesecretkey").  Weak names such as "pass", "pin",
+# "auth" or "cc" only match exactly ("compass", "mapping" and "bcc" are not secrets).
+_SECRET_KEY_SUFFIXES: Final = (
+    "password",
+    "passwd",
+    "passphrase",
+    "secret",
+    "token",
+    "apikey",
+    "privatekey",
+    "secretkey",
+    "accesskey",
+    "credential",
+    "credentials",
+    "authorization",
+    "cookie",
+    "cardnumber",
+    "creditcard",
+    "cvv",
+    "cvc",
+    "ssn",
+)
+_EMAIL_KEYS: Final = frozenset({"email", "mail", "emailaddress"})
+_EMAIL_KEY_SUFFIXES: Final = ("email", "emailaddress")
+_PHONE_KEYS: Final = frozenset(
+    {
+        "phone",
+        "phonenumber",
+        "phoneno",
+        "mobile",
+        "mobilephone",
+        "mobilenumber",
+        "tel",
+        "telephone",
+        "cellphone",
+        "homephone",
+        "workphone",
+        "contactphone",
+    }
+)
+_PHONE_KEY_SUFFIXES: Final = ("phonenumber", "phoneno", "mobilenumber", "telephone")
+
+_key_cache: dict[str, int] = {}
+_KEY_CACHE_MAX: Final = 8192
+
+
+def _classify_key_uncached(key: str) -> int:
+    norm = key.lower().translate(_KEY_STRIP)
+    if norm in _SECRET_KEYS or norm.endswith(_SECRET_KEY_SUFFIXES):
+        return _KEY_SECRET
+    if norm in _EMAIL_KEYS or norm.endswith(_EMAIL_KEY_SUFFIXES):
+        return _KEY_EMAIL
+    if norm in _PHONE_KEYS or norm.endswith(_PHONE_KEY_SUFFIXES):
+        return _KEY_PHONE
+    return _KEY_PLAIN
+
+
+def _classify_key(key: str) -> int:
+    # Key names repeat constantly across events, so memoise (bounded: keys are tenant input).
+    kind = _key_cache.get(key)
+    if kind is None:
+        kind = _classify_key_uncached(key)
+        if len(_key_cache) < _KEY_CACHE_MAX:
+            _key_cache[key] = kind
+    return kind
+
+
+# ------------------------------------------------------------------------ patterns
+
+# Secret formats other than card numbers.  Each pattern has its own pass, gated by a
+# substring pre-check (see ``_redact_secrets``), so ordinary text never hits a regex.
+_PEM_RE: Final = re.compile(
+    r"-----BEGIN[A-Z0-9 ]*PRIVATE KEY-----"
+    r"(?:.*?-----END[A-Z0-9 ]*PRIVATE KEY-----|.*)",  # a truncated block: redact to the end
+    re.ASCII | re.DOTALL,
+)
+# scheme://user:password@host -- only the password is redacted.
+_URL_CREDENTIALS_RE: Final = re.compile(r"://[^\s:/?#@]+:(?P<password>[^\s/?#@]+)@", re.ASCII)
+_JWT_RE: Final = re.compile(
+    r"eyJ(?<![A-Za-z0-9_\-]eyJ)[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*", re.ASCII
+)
+_KEY_FORMATS_RE: Final = re.compile(
+    r"""
+    (?P<aws_access_key>\b(?:AKIA|ASIA)[A-Z0-9]{16}\b)
+  | (?P<github_token>\b(?:gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}))
+  | (?P<slack_token>\bxox[abpr]-[A-Za-z0-9\-]{10,})
+  | (?P<stripe_key>\b[rs]k_(?:live|test)_[A-Za-z0-9]{10,})
+  | (?P<google_api_key>\bAIza[A-Za-z0-9_\-]{30,})
+    """,
+    re.VERBOSE | re.ASCII,
+)
+_KEY_FORMAT_HINTS: Final = ("AKIA", "ASIA", "xox", "k_live_", "k_test_", "AIza")
+_GITHUB_HINTS: Final = ("ghp_", "gho_", "ghs_", "ghu_", "ghr_", "github_pat_")
+# password=..., token: ..., "api_key": "...", Authorization: Bearer ... -- only the value
+# is redacted.  Weak words (pass, pwd, auth, cookie) must start a word ("compass: north").
+_KEY_VALUE_RE: Final = re.compile(
+    r"""
+    (?i:
+        password|passwd|passphrase|secret|token|api[_\-]?key|private[_\-]?key
+      | secret[_\-]?key|access[_\-]?key|credentials?|authorization
+      | (?<![A-Za-z0-9])(?:pass|pwd|auth|cookie)
+    )
+    ["']?[ \t]*[:=][ \t]*
+    (?:(?i:bearer|basic|token|digest)[ \t]+)?       # keep an auth scheme, redact its value
+    (?:
+        "(?P<dq>(?:[^"\\\n]|\\.)*)"
+      | '(?P<sq>(?:[^'\\\n]|\\.)*)'
+      | (?P<bare>[^\s&,;"'<>]+)
+    )
+    """,
+    re.VERBOSE | re.ASCII,
+)
+_KEY_VALUE_GROUPS: Final = ("dq", "sq", "bare")
+_KEY_VALUE_HINTS: Final = ("pass", "pwd", "secret", "token", "key", "credential", "auth", "cookie")
+# Values next to a secret-looking key that reveal nothing ("has_password=true").
+_KEY_VALUE_HARMLESS: Final = frozenset({"true", "false", "null", "none", "nil"})
+# A standalone "Bearer <token>" / "Basic <base64>" outside a key-value pair.
+_AUTH_HEADER_RE: Final = re.compile(
+    r"\b(?P<scheme>(?i:bearer|basic))[ \t]+(?P<credential>[A-Za-z0-9\-._~+/]+=*)", re.ASCII
+)
+
+# Payment cards: a contiguous run of 13-19 digits, 4-4-4-x groups, or Amex/Diners 4-6-x.
+# Luhn and length are checked in code.  Contiguous runs must start with 2-9 (all major
+# networks): this keeps millisecond/nanosecond epochs and snowflake ids (leading 1) out.
+# Patterns below consume their first character before the look-behind, which lets the
+# regex engine skip quickly to candidate positions.
+_CARD_RE: Final = re.compile(
+    r"""
+    \d(?<![\w+.\-].)
+    (?:
+        (?<=[2-9])\d{12,18}
+      | \d{3}(?P<sep>[ \-])\d{4}(?P=sep)\d{4}(?P=sep)\d{1,4}(?:(?P=sep)\d{1,3})?
+      | \d{3}[ \-]\d{6}[ \-]\d{4,5}
+    )
+    (?!\w|\.\d)
+    """,
+    re.VERBOSE | re.ASCII,
+)
+
+_EMAIL_RE: Final = re.compile(
+    r"""
+    [A-Za-z0-9](?<![A-Za-z0-9._%+\-].)
+    [A-Za-z0-9._%+\-]*                                  # no "*": masked locals never re-match
+    @
+    (?:[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?\.)+
+    [A-Za-z]{2,63}
+    (?![A-Za-z0-9\-])
+    """,
+    re.VERBOSE | re.ASCII,
+)
+
+# Phones: international "+" numbers (8-15 digits), North-American national formats, and
+# trunk-prefix national formats ("020 7946 0958", "07911 123456"; digit count checked in
+# code).  National formats need separators and may not start or end inside a dotted,
+# dashed or colon-separated token, which keeps dates, times, UUIDs, IP addresses, version
+# numbers and timestamps out.  No capture groups: every alternative starts with a literal
+# or a character class, which lets the regex engine skip quickly to candidate positions.
+_PHONE_RE: Final = re.compile(
+    r"""
+    (?:
+        \+(?<![\w+].)\d(?:[ .\-()]{0,2}\d){7,14}                                 # +44 20 7946 0958
+      | \((?<![\w+].)(?<!\w[.\-:/].)\d{3}\)[ ]?\d{3}[ .\-]\d{4}                   # (555) 123-4567
+      | [2-9](?<![\w+].)(?<!\w[.\-:/].)\d\d[ .\-]\d{3}[ .\-]\d{4}                 # 555-123-4567
+      | 1(?<![\w+].)(?<!\w[.\-:/].)[ .\-](?:\(\d{3}\)[ ]?|\d{3}[ .\-])\d{3}[ .\-]\d{4}  # 1-555-...
+      | 0(?<![\w+].)(?<!\w[.\-:/].)\d{1,4}[ \-]\d{3,4}[ \-]?\d{3,4}               # 020 7946 0958
+    )
+    (?!\w|[.\-:/]\w)
+    """,
+    re.VERBOSE | re.ASCII,
+)
+
+_DIGIT_BYTES: Final = b"0123456789"
+_CARD_MIN_DIGITS: Final = 13
+_PHONE_MIN_DIGITS: Final = 8
+_MIN_INTERESTING_LEN: Final = 5  # shorter strings cannot hold any pattern ("pwd=x")
+
+# Luhn: value of a digit when it is doubled.
+_LUHN_DOUBLE: Final = (0, 2, 4, 6, 8, 1, 3, 5, 7, 9)
+
+# (start, end, kind, replacement) of one hit inside a string.
+_Hit = tuple[int, int, str, str]
+# (kind, original, replacement) as reported to callers.
+_Found = tuple[str, str, str]
+
+
+def _count_digits(text: str) -> int:
+    # bytes.translate is several times faster than any str-level digit count.
+    raw = text.encode("utf-8", "surrogatepass")
+    return len(raw) - len(raw.translate(None, _DIGIT_BYTES))
+
+
+def _luhn_ok(digits: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = ord(ch) - 48
+        total += _LUHN_DOUBLE[d] if i & 1 else d
+    return total % 10 == 0
+
+
+def _is_basic_credential(value: str) -> bool:
+    try:
+        decoded = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return b":" in decoded
+
+
+def _looks_like_bearer(value: str) -> bool:
+    # "Bearer tokens expire" is prose; a real token is long or has digits.
+    return len(value) >= 20 or (len(value) >= 8 and any(c.isdigit() for c in value))
+
+
+# ------------------------------------------------------------------------ handlers
+
+
+def _whole_hit(kind: str) -> Callable[[re.Match[str]], _Hit | None]:
+    def hit(m: re.Match[str]) -> _Hit | None:
+        return m.start(), m.end(), kind, REDACTED
+
+    return hit
+
+
+_private_key_hit: Final = _whole_hit("private_key")
+_jwt_hit: Final = _whole_hit("jwt")
+
+
+def _key_format_hit(m: re.Match[str]) -> _Hit | None:
+    return m.start(), m.end(), m.lastgroup or "secret", REDACTED
+
+
+def _url_credentials_hit(m: re.Match[str]) -> _Hit | None:
+    if m.group("password").startswith(REDACTED):
+        return None
+    return m.start("password"), m.end("password"), "url_password", REDACTED
+
+
+def _key_value_hit(m: re.Match[str]) -> _Hit | None:
+    for group in _KEY_VALUE_GROUPS:
+        value = m.group(group)
+        if value is not None:
+            if not value or value.startswith(REDACTED) or value.lower() in _KEY_VALUE_HARMLESS:
+                return None
+            return m.start(group), m.end(group), "secret", REDACTED
+    return None  # pragma: no cover - one of the value groups always participates
+
+
+def _auth_header_hit(m: re.Match[str]) -> _Hit | None:
+    credential = m.group("credential")
+    if m.group("scheme").lower() == "basic":
+        if not _is_basic_credential(credential):
+            return None
+    elif not _looks_like_bearer(credential):
+        return None
+    return m.start("credential"), m.end("credential"), "auth_header", REDACTED
+
+
+def _card_hit(m: re.Match[str]) -> _Hit | None:
+    digits = m.group().replace(" ", "").replace("-", "")
+    if not 13 <= len(digits) <= 19 or not _luhn_ok(digits):
+        return None
+    return m.start(), m.end(), "card", REDACTED
+
+
+def _email_hit(m: re.Match[str]) -> _Hit | None:
+    original = m.group()
+    return m.start(), m.end(), KIND_EMAIL, mask_email(original)
+
+
+def _phone_hit(m: re.Match[str]) -> _Hit | None:
+    original = m.group()
+    if original[0] == "0" and not 9 <= _count_digits(original) <= 12:  # trunk-prefix format
+        return None
+    return m.start(), m.end(), KIND_PHONE, mask_phone(original)
+
+
+def _apply(
+    pattern: re.Pattern[str],
+    text: str,
+    hit: Callable[[re.Match[str]], _Hit | None],
+    out: list[_Found],
+) -> str:
+    """Replace every accepted hit of ``pattern`` in ``text`` and record it in ``out``."""
+    parts: list[str] | None = None
+    last = 0
+    for m in pattern.finditer(text):
+        found = hit(m)
+        if found is None:
+            continue
+        start, end, kind, replacement = found
+        if parts is None:
+            parts = []
+        parts.append(text[last:start])
+        parts.append(replacement)
+        out.append((kind, text[start:end], replacement))
+        last = end
+    if parts is None:
+        return text
+    parts.append(text[last:])
+    return "".join(parts)
+
+
+def _redact_secrets(text: str, out: list[_Found]) -> str:
+    """Redact every secret format except card numbers, one cheap-gated pass per format."""
+    if "-----BEGIN" in text:
+        text = _apply(_PEM_RE, text, _private_key_hit, out)
+    if "://" in text and "@" in text:
+        text = _apply(_URL_CREDENTIALS_RE, text, _url_credentials_hit, out)
+    if "eyJ" in text:
+        text = _apply(_JWT_RE, text, _jwt_hit, out)
+    if any(h in text for h in _KEY_FORMAT_HINTS) or ("_" in text and any(h in text for h in _GITHUB_HINTS)):
+        text = _apply(_KEY_FORMATS_RE, text, _key_format_hit, out)
+    lowered = text.lower()
+    if ("=" in text or ":" in text) and any(h in lowered for h in _KEY_VALUE_HINTS):
+        text = _apply(_KEY_VALUE_RE, text, _key_value_hit, out)
+    if "bearer" in lowered or "basic" in lowered:
+        text = _apply(_AUTH_HEADER_RE, text, _auth_header_hit, out)
+    return text
+
+
+def _mask_str(text: str, out: list[_Found]) -> str:
+    """Mask one string: secrets first, then PII.  Returns ``text`` itself if unchanged."""
+    if len(text) < _MIN_INTERESTING_LEN:
+        return text
+    if text.isalnum():
+        # No separators, "@", "+", "=" or ":": only an AWS key id or a bare card number
+        # can hide here, and a bare word is never an e-mail or a phone number.
+        if "AKIA" in text or "ASIA" in text:
+            text = _apply(_KEY_FORMATS_RE, text, _key_format_hit, out)
+        if len(text) >= _CARD_MIN_DIGITS and _count_digits(text) >= _CARD_MIN_DIGITS:
+            text = _apply(_CARD_RE, text, _card_hit, out)
+        return text
+    text = _redact_secrets(text, out)
+    digits = _count_digits(text) if len(text) >= _PHONE_MIN_DIGITS else 0
+    if digits >= _CARD_MIN_DIGITS:
+        text = _apply(_CARD_RE, text, _card_hit, out)
+    if "@" in text:
+        text = _apply(_EMAIL_RE, text, _email_hit, out)
+    if digits >= _PHONE_MIN_DIGITS:
+        text = _apply(_PHONE_RE, text, _phone_hit, out)
+    return text
+
+
+def _mask_str_as(text: str, key_kind: int, out: list[_Found]) -> str:
+    """Mask a string found under an e-mail/phone key: mask the whole value if no pattern hit."""
+    before = len(out)
+    masked = _mask_str(text, out)
+    if len(out) != before or not masked or REDACTED in masked:
+        return masked
+    kind, forced = (
+        (KIND_EMAIL, mask_email(masked)) if key_kind == _KEY_EMAIL else (KIND_PHONE, mask_phone(masked))
+    )
+    if forced == masked:
+        return masked
+    out.append((kind, masked, forced))
+    return forced
+
+
+# ---------------------------------------------------------------------- public API
+
+
+def _mask_part(part: str) -> str:
+    if not part or part[0] == "*":
+        return "***"
+    return part[0] + "***"
+
+
+def mask_email(email: str) -> str:
+    """Mask an e-mail address deterministically: ``john@example.com`` -> ``j***@e***.com``.
+
+    The first character of the local part and of the first domain label survive, as does
+    the top-level domain.  A value without ``@`` is masked like a local part.  Idempotent.
+    """
+    if not email:
+        return email
+    local, at, domain = email.rpartition("@")
+    if not at:
+        return _mask_part(email)
+    first_label, dot, _ = domain.partition(".")
+    masked_domain = _mask_part(first_label)
+    if dot:
+        masked_domain += "." + domain.rpartition(".")[2]
+    return f"{_mask_part(local)}@{masked_domain}"
+
+
+def mask_phone(phone: str) -> str:
+    """Mask a phone number: every digit but the last two becomes ``*``, separators stay.
+
+    ``+1 (555) 123-4567`` -> ``+* (***) ***-**67``.  Idempotent.
+    """
+    total = _count_digits(phone)
+    if total <= 2:
+        return phone
+    hide = total - 2
+    chars: list[str] = []
+    seen = 0
+    for ch in phone:
+        if "0" <= ch <= "9":
+            chars.append("*" if seen < hide else ch)
+            seen += 1
+        else:
+            chars.append(ch)
+    return "".join(chars)
+
+
+def mask_text(text: str) -> tuple[str, list[tuple[str, str, str]]]:
+    """Mask secrets and PII in a free string.
+
+    Returns the masked string and ``(kind, original, masked)`` for every hit.  PII kinds
+    are ``"email"`` and ``"phone"``; every other kind (``"card"``, ``"jwt"``,
+    ``"secret"``, ``"url_password"``, ...) is a redacted secret whose ``original`` must
+    not be persisted.
+    """
+    out: list[_Found] = []
+    return _mask_str(text, out), out
+
+
+def contains_unmasked_pii(text: str) -> bool:
+    """True if ``text`` still contains something that looks like an e-mail or phone number."""
+    if "@" in text and _EMAIL_RE.search(text) is not None:
+        return True
+    if len(text) >= _PHONE_MIN_DIGITS and _count_digits(text) >= _PHONE_MIN_DIGITS:
+        return any(_phone_hit(m) is not None for m in _PHONE_RE.finditer(text))
+    return False
+
+
+_SCALARS: Final = frozenset({int, float, bool, type(None)})
+
+
+class _Walk:
+    """Per-event accumulator for the walk over the JSON fields."""
+
+    __slots__ = ("found", "pii", "redactions")
+
+    def __init__(self) -> None:
+        self.pii: list[PiiFinding] = []
+        self.redactions = 0
+        self.found: list[_Found] = []  # scratch buffer for the string being masked
+
+    def flush(self, path: str) -> None:
+        for kind, original, masked in self.found:
+            if kind in _PII_KINDS:
+                self.pii.append(PiiFinding(path=path, kind=kind, original=original, masked=masked))
+            else:
+                self.redactions += 1
+        self.found.clear()
+
+    def string(self, text: str, key_kind: int, parent: str, key: Any) -> str:
+        if key_kind in (_KEY_EMAIL, _KEY_PHONE):
+            masked = _mask_str_as(text, key_kind, self.found)
+        else:
+            masked = _mask_str(text, self.found)
+        if self.found:
+            self.flush(_child(parent, key))
+        return masked
+
+    def redact(self, value: Any) -> Any:
+        """Value under a secret key: anything but None/bool/"" becomes ``[REDACTED]``."""
+        if value is None or isinstance(value, bool) or value == "" or value == REDACTED:
+            return value
+        self.redactions += 1
+        return REDACTED
+
+    def phone_number(self, value: int, parent: str, key: Any) -> str:
+        original = str(value)
+        masked = mask_phone(original)
+        if masked != original:
+            self.pii.append(
+                PiiFinding(path=_child(parent, key), kind=KIND_PHONE, original=original, masked=masked)
+            )
+        return masked
+
+    def value(self, value: Any, key_kind: int, parent: str, key: Any, depth: int) -> Any:
+        """Mask one non-secret value (string, container or scalar)."""
+        vtype = type(value)
+        if vtype is str:
+            return self.string(value, key_kind, parent, key)
+        if vtype is int and key_kind == _KEY_PHONE:
+            return self.phone_number(value, parent, key)
+        if vtype in _SCALARS:
+            return value
+        if vtype is dict or vtype is list or isinstance(value, Mapping | list | tuple):
+            if depth >= _MAX_DEPTH:
+                self.redactions += 1
+                return REDACTED
+            if isinstance(value, Mapping):
+                return self.mapping(value, _child(parent, key), depth + 1)
+            return self.sequence(value, _child(parent, key), depth + 1, key_kind)
+        if isinstance(value, str):  # str subclasses, e.g. StrEnum members
+            return self.string(str(value), key_kind, parent, key)
+        return value
+
+    def mapping(self, data: Mapping[Any, Any], path: str, depth: int) -> dict[Any, Any]:
+        # Flat dicts (the common case) are handled entirely in this loop: only nested
+        # containers recurse.
+        result: dict[Any, Any] = {}
+        for key, value in data.items():
+            key_kind = _classify_key(key) if type(key) is str else _KEY_PLAIN
+            if key_kind == _KEY_SECRET:
+                result[key] = self.redact(value)
+            elif type(value) is str and key_kind == _KEY_PLAIN:
+                masked = _mask_str(value, self.found)
+                if self.found:
+                    self.flush(_child(path, key))
+                result[key] = masked
+            else:
+                result[key] = self.value(value, key_kind, path, key, depth)
+        return result
+
+    def sequence(self, items: list[Any] | tuple[Any, ...], path: str, depth: int, key_kind: int) -> list[Any]:
+        # List items inherit the e-mail/phone meaning of the key that holds the list.
+        return [self.value(item, key_kind, path, index, depth) for index, item in enumerate(items)]
+
+
+def _child(parent: str, key: Any) -> str:
+    # JSON-pointer escaping (RFC 6901) so a "/" inside a key cannot fake a path.
+    key = str(key)
+    if "~" in key or "/" in key:
+        key = key.replace("~", "~0").replace("/", "~1")
+    return f"{parent}/{key}"
+
+
+def mask_event(
+    message: str | None,
+    metadata: Mapping[str, Any] | None,
+    before_state: Mapping[str, Any] | None,
+    after_state: Mapping[str, Any] | None,
+) -> MaskResult:
+    """Return a masked copy of an audit event's free-text and JSON fields.
+
+    Secrets are replaced by ``[REDACTED]`` (counted in ``redactions``); e-mail addresses
+    and phone numbers are masked and reported in ``pii`` with their originals and
+    JSON-pointer-like paths.  The inputs are never mutated; containers are always new.
+    """
+    walk = _Walk()
+    masked_message = message
+    if message is not None:
+        masked_message = _mask_str(message, walk.found)
+        if walk.found:
+            walk.flush("message")
+    return MaskResult(
+        message=masked_message,
+        metadata=None if metadata is None else walk.mapping(metadata, "metadata", 1),
+        before_state=None if before_state is None else walk.mapping(before_state, "before_state", 1),
+        after_state=None if after_state is None else walk.mapping(after_state, "after_state", 1),
+        pii=walk.pii,
+        redactions=walk.redactions,
+    )

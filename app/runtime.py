@@ -1,0 +1,82 @@
+"""Everything a running API process holds: the engine, the tenant boundary, auth and key material.
+
+Built in the application's lifespan from ``Settings`` (never at import time) and kept on
+``app.state.runtime``; tests build as many independent instances as they like.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from app.auth.authenticator import Authenticator
+from app.auth.jwt import TokenService
+from app.auth.revocation import RevocationRegistry
+from app.settings import Settings
+from db.crypto import LocalMasterKey
+from db.keyring import KeyringStore
+from db.tenancy import TenantDB
+from db.urls import plain_dsn, sqlalchemy_url
+
+__all__ = ["Runtime", "build_runtime"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: AsyncEngine
+    db: TenantDB
+    tokens: TokenService
+    revocations: RevocationRegistry
+    authenticator: Authenticator
+    keyrings: KeyringStore
+    services: dict[str, Any] = field(default_factory=dict)
+    """Optional components started by the lifespan (queue, worker, ingest writer, rate limiter...)."""
+
+    async def close(self) -> None:
+        await self.revocations.stop()
+        await self.engine.dispose()
+
+
+def make_engine(settings: Settings) -> AsyncEngine:
+    assert settings.database_url, "AUDIT_DATABASE_URL must be set (auditlog serve sets it for embedded mode)"
+    return create_async_engine(
+        sqlalchemy_url(settings.database_url),
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_pool_max_overflow,
+        pool_pre_ping=False,
+        pool_recycle=1800,
+        connect_args={"server_settings": {"application_name": "auditlog-api"}},
+    )
+
+
+async def build_runtime(settings: Settings) -> Runtime:
+    engine = make_engine(settings)
+    db = TenantDB(engine)
+    tokens = TokenService(
+        settings.jwt_keys(),
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        ttl_seconds=settings.access_token_ttl_seconds,
+    )
+    assert settings.database_url
+    revocations = RevocationRegistry(
+        plain_dsn(settings.database_url), horizon_seconds=settings.access_token_ttl_seconds + 60
+    )
+    await revocations.start()
+    assert settings.master_key, "AUDIT_MASTER_KEY must be set"
+    keyrings = KeyringStore(LocalMasterKey.from_setting(settings.master_key))
+    return Runtime(
+        settings=settings,
+        engine=engine,
+        db=db,
+        tokens=tokens,
+        revocations=revocations,
+        authenticator=Authenticator(db, tokens, revocations),
+        keyrings=keyrings,
+    )

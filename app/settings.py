@@ -1,0 +1,159 @@
+"""Typed settings read from the environment (prefix ``AUDIT_``) and an optional ``.env`` file.
+
+In development, secrets that are not given are generated once and persisted under the data dir, so
+every process and every restart agrees on them. Outside development they are required.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from pydantic import model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Environment", "Settings", "load_settings"]
+
+
+class Environment(str, Enum):
+    development = "development"
+    test = "test"
+    production = "production"
+
+
+class Settings(BaseSettings):
+    """Every knob of the service; each field maps to one ``AUDIT_<NAME>`` variable."""
+
+    model_config = SettingsConfigDict(env_prefix="AUDIT_", env_file=".env", extra="ignore")
+
+    env: Environment = Environment.development
+    """Deployment environment; secrets are only generated in development and test."""
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    """Granian worker processes for ``auditlog serve``."""
+    data_dir: Path = Path(".auditlog")
+    """Where the embedded PostgreSQL, generated dev secrets, demo credentials and the lake live."""
+
+    database_url: str | None = None
+    """API connection (a role that owns nothing and cannot bypass RLS). Unset: embedded PostgreSQL."""
+    migration_database_url: str | None = None
+    """Owner connection used by ``auditlog migrate``; defaults to ``database_url``'s server as owner."""
+    db_pool_size: int = 10
+    db_pool_max_overflow: int = 10
+    embedded_postgres: bool = False
+    """Set internally when ``database_url`` points at the embedded server."""
+
+    redis_url: str | None = None
+    """Redis for the job queue, shared rate limits and revocation fan-out; unset: PostgreSQL/in-memory."""
+    run_worker_in_process: bool | None = None
+    """Run the SAQ worker inside the API process; default: yes with the embedded database."""
+
+    master_key: str | None = None
+    """Base64 32-byte key that wraps every tenant data key (AES-256-GCM)."""
+    jwt_signing_keys: str | None = None
+    """Comma-separated ``kid:secret`` pairs; the first signs, all verify (rotation)."""
+    jwt_issuer: str = "auditlog"
+    jwt_audience: str = "auditlog-api"
+    access_token_ttl_seconds: int = 900
+    refresh_token_ttl_seconds: int = 30 * 24 * 3600
+    operator_password: str | None = None
+    """Password of user ``operator`` of tenant ``platform``; generated in development when unset."""
+
+    rate_limit_log_routes: int = 10_000
+    """Requests per minute per tenant and caller on ``/api/v1/logs...``."""
+    rate_limit_other_routes: int = 100
+    """Requests per minute per tenant and caller on every other route."""
+
+    max_event_bytes: int = 64 * 1024
+    max_bulk_bytes: int = 64 * 1024 * 1024
+    lake_url: str | None = None
+    s3_endpoint_url: str | None = None
+    llm_model: str | None = None
+    demo_data: bool | None = None
+    """Seed the sample tenants on a fresh development database; default: yes in development."""
+    log_level: str = "INFO"
+    log_json: bool = True
+    password_hash_time_cost: int = 2
+    password_hash_memory_kib: int = 19_456
+
+
+    @model_validator(mode="after")
+    def _require_secrets_outside_development(self) -> Settings:
+        if self.env is Environment.production:
+            missing = [
+                name
+                for name in ("master_key", "jwt_signing_keys", "operator_password", "database_url")
+                if not getattr(self, name)
+            ]
+            if missing:
+                names = ", ".join(f"AUDIT_{m.upper()}" for m in missing)
+                raise ValueError(f"production requires {names}")
+        return self
+
+    @property
+    def is_dev(self) -> bool:
+        return self.env is not Environment.production
+
+    @property
+    def lake_location(self) -> str:
+        return self.lake_url or str((self.data_dir / "lake").resolve())
+
+    @property
+    def worker_in_process(self) -> bool:
+        if self.run_worker_in_process is not None:
+            return self.run_worker_in_process
+        return self.embedded_postgres
+
+    @property
+    def seed_demo_data(self) -> bool:
+        if self.demo_data is not None:
+            return self.demo_data
+        return self.env is Environment.development
+
+    def jwt_keys(self) -> list[tuple[str, bytes]]:
+        """``[(kid, secret), ...]``, the signing key first."""
+        assert self.jwt_signing_keys, "jwt_signing_keys must be set (ensure_dev_secrets in development)"
+        keys: list[tuple[str, bytes]] = []
+        for part in self.jwt_signing_keys.split(","):
+            kid, _, secret = part.strip().partition(":")
+            if not kid or len(secret) < 32:
+                raise ValueError("AUDIT_JWT_SIGNING_KEYS entries must be 'kid:secret' with 32+ char secrets")
+            keys.append((kid, secret.encode()))
+        return keys
+
+    def ensure_dev_secrets(self) -> Settings:
+        """Fill unset secrets from ``<data_dir>/secrets.json``, generating it once (development only)."""
+        if not self.is_dev:
+            return self
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        path = self.data_dir / "secrets.json"
+        stored: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+        generated = {
+            "master_key": lambda: base64.urlsafe_b64encode(os.urandom(32)).decode(),
+            "jwt_signing_keys": lambda: f"k1:{secrets.token_urlsafe(48)}",
+            "operator_password": lambda: secrets.token_urlsafe(18),
+        }
+        changed = False
+        for name, make in generated.items():
+            if name not in stored:
+                stored[name] = make()
+                changed = True
+            if not getattr(self, name):
+                setattr(self, name, stored[name])
+        if changed:
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(stored, indent=2))
+            tmp.chmod(0o600)
+            tmp.replace(path)
+        return self
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the environment (and ``.env``), apply overrides, and fill development secrets."""
+    return Settings(**overrides).ensure_dev_secrets()

@@ -1,0 +1,31 @@
+"""Request and response bodies for users."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Literal
+
+import msgspec
+
+__all__ = ["UserCreate", "UserOut"]
+
+Username = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._@+-]+$")]
+Password = Annotated[str, msgspec.Meta(min_length=8, max_length=1024)]
+Email = Annotated[str, msgspec.Meta(max_length=320, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
+
+
+class UserCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    username: Username
+    password: Password
+    role: Literal["Admin", "User", "Auditor"]
+    email: Email | None = None
+
+
+class UserOut(msgspec.Struct, kw_only=True):
+    id: uuid.UUID
+    username: str
+    role: str
+    email: str | None
+    """Masked: the original is kept only in the tenant's encrypted vault."""
+    created_at: datetime | None = None

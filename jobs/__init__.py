@@ -1,0 +1,1 @@
+"""Background and scheduled jobs run by SAQ workers."""

@@ -1,0 +1,88 @@
+"""Build and run the SAQ worker: the functions it knows and the schedules it keeps.
+
+``auditlog worker`` runs it as its own process; with the embedded default it runs inside the API
+process (``start_worker``), so one command gives the whole product.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from saq import CronJob, Worker
+
+from app.settings import Settings
+from db.tenancy import TenantDB
+from jobs.queue import make_queue
+from jobs.tasks import precreate_partitions
+
+__all__ = ["FUNCTIONS", "InProcessWorker", "build_worker", "run_worker", "start_worker"]
+
+FUNCTIONS = [precreate_partitions]
+CRON_JOBS = [CronJob(precreate_partitions, cron="17 * * * *", timeout=300)]
+
+
+def build_worker(settings: Settings, *, handle_signals: bool = True) -> Worker:
+    from app.runtime import make_engine
+
+    queue = make_queue(settings)
+    engine = make_engine(settings)
+
+    async def startup(ctx: dict[str, Any]) -> None:
+        ctx["db"] = TenantDB(engine)
+        ctx["settings"] = settings
+
+    async def shutdown(ctx: dict[str, Any]) -> None:
+        await engine.dispose()
+
+    worker = Worker(
+        queue,
+        functions=FUNCTIONS,
+        cron_jobs=CRON_JOBS,
+        startup=startup,
+        shutdown=shutdown,
+        concurrency=4,
+        shutdown_grace_period_s=10,
+    )
+    if not handle_signals:
+        worker.SIGNALS = []  # the host process (Granian) owns the signals
+    return worker
+
+
+class InProcessWorker:
+    """A worker running as a task of the API process's event loop."""
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+        self.task: asyncio.Task[None] | None = None
+
+    async def stop(self) -> None:
+        await self.worker.stop()
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self.task
+        await self.worker.queue.disconnect()
+
+
+async def start_worker(settings: Settings) -> InProcessWorker:
+    worker = build_worker(settings, handle_signals=False)
+    await worker.queue.connect()
+    handle = InProcessWorker(worker)
+    handle.task = asyncio.create_task(worker.start(), name="saq-worker")
+    return handle
+
+
+def run_worker(settings: Settings) -> None:
+    """Run a worker in the foreground until SIGINT/SIGTERM."""
+
+    async def main() -> None:
+        worker = build_worker(settings)
+        await worker.queue.connect()
+        try:
+            await worker.start()
+        finally:
+            await worker.queue.disconnect()
+
+    asyncio.run(main())
