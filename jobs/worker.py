@@ -43,7 +43,7 @@ def build_worker(settings: Settings, *, handle_signals: bool = True) -> Worker:
         startup=startup,
         shutdown=shutdown,
         concurrency=4,
-        shutdown_grace_period_s=10,
+        shutdown_grace_period_s=2,
     )
     if not handle_signals:
         worker.SIGNALS = []  # the host process (Granian) owns the signals

@@ -1,0 +1,117 @@
+"""``auditlog serve`` on the embedded PostgreSQL: starts, restarts after a crash, stops with the process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _postmaster_pid(data_dir: Path) -> int | None:
+    pidfile = data_dir / "pg" / "postmaster.pid"
+    if not pidfile.exists():
+        return None
+    pid = int(pidfile.read_text().splitlines()[0])
+    return pid if psutil.pid_exists(pid) else None
+
+
+def _start(data_dir: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUDIT_")}
+    env.update(AUDIT_DATA_DIR=str(data_dir), AUDIT_PORT=str(port), AUDIT_LOG_LEVEL="WARNING")
+    return subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "serve"],
+        env=env,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def _wait_ready(proc: subprocess.Popen[bytes], port: int, log: Path, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"serve exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    pytest.fail(f"serve not ready in {timeout}s:\n{log.read_text()[-3000:]}")
+
+
+def _crash(proc: subprocess.Popen[bytes]) -> None:
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_embedded_server_starts_restarts_and_stops(tmp_path: Path) -> None:
+    data_dir, log = tmp_path / "data", tmp_path / "serve.log"
+    port = _free_port()
+
+    first = _start(data_dir, port, log)
+    try:
+        _wait_ready(first, port, log)
+        assert (data_dir / "demo-credentials.txt").exists()
+        assert "demo credentials in" in log.read_text()
+        assert "password" not in log.read_text().split("demo credentials in")[0].lower().replace(
+            "operator password: audit_operator_password", ""
+        )
+        pg_pid = _postmaster_pid(data_dir)
+        assert pg_pid is not None
+    finally:
+        _crash(first)
+
+    # The API died without stopping PostgreSQL: the next serve adopts the running server.
+    assert _postmaster_pid(data_dir) == pg_pid
+    second = _start(data_dir, port, log)
+    try:
+        _wait_ready(second, port, log)
+    finally:
+        _stop(second)
+    assert second.returncode is not None
+    assert _postmaster_pid(data_dir) is None, "PostgreSQL must stop with the serve process"
+
+    # A crash that also killed PostgreSQL leaves a stale postmaster.pid behind; serve still starts.
+    third = _start(data_dir, port, log)
+    try:
+        _wait_ready(third, port, log)
+        stale = _postmaster_pid(data_dir)
+        assert stale is not None
+        os.kill(stale, signal.SIGKILL)
+    finally:
+        _crash(third)
+    time.sleep(0.5)
+    assert (data_dir / "pg" / "postmaster.pid").exists()
+    fourth = _start(data_dir, port, log)
+    try:
+        _wait_ready(fourth, port, log)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
+            assert client.get("/healthz").json() == {"status": "ok"}
+    finally:
+        _stop(fourth)
+    assert _postmaster_pid(data_dir) is None
