@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import itertools
 import os
 import secrets
@@ -20,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import httpx
 import pytest
-from litestar.testing import AsyncTestClient
+from litestar import Litestar
 
 from app.asgi import create_app
 from app.settings import Environment, Settings
@@ -141,17 +143,47 @@ def settings(database: Database, tmp_path: Path) -> Settings:
     return make_settings(database, tmp_path)
 
 
-@pytest.fixture
-async def client(settings: Settings) -> AsyncIterator[AsyncTestClient[Any]]:
+class ApiClient(httpx.AsyncClient):
+    """An HTTP client wired to one app instance in the test's own event loop (``client.app``)."""
+
+    def __init__(self, app: Litestar) -> None:
+        super().__init__(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
+        self.app = app
+
+
+@contextlib.asynccontextmanager
+async def running_app(settings: Settings) -> AsyncIterator[ApiClient]:
+    """Start an app (lifespan included) and bootstrap its data; yield a client for it."""
     from app.bootstrap import bootstrap
 
     app = create_app(settings)
-    async with AsyncTestClient(app=app) as client:
-        await bootstrap(app.state.runtime)
+    started, stopping = asyncio.Event(), asyncio.Event()
+
+    async def serve() -> None:  # the lifespan's cancel scope must enter and exit in one task
+        async with app.lifespan():
+            started.set()
+            await stopping.wait()
+
+    task = asyncio.create_task(serve())
+    await asyncio.wait({task, asyncio.create_task(started.wait())}, return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        task.result()
+    try:
+        async with ApiClient(app) as client:
+            await bootstrap(app.state.runtime)
+            yield client
+    finally:
+        stopping.set()
+        await task
+
+
+@pytest.fixture
+async def client(settings: Settings) -> AsyncIterator[ApiClient]:
+    async with running_app(settings) as client:
         yield client
 
 
-async def login(client: AsyncTestClient[Any], tenant: str, username: str, password: str) -> dict[str, str]:
+async def login(client: ApiClient, tenant: str, username: str, password: str) -> dict[str, str]:
     """Authorization header for a user (via the real token route)."""
     response = await client.post(
         "/api/v1/auth/token", json={"tenant": tenant, "username": username, "password": password}
@@ -170,11 +202,11 @@ class TenantFixture:
     passwords: dict[str, str]
 
 
-async def operator_headers(client: AsyncTestClient[Any]) -> dict[str, str]:
+async def operator_headers(client: ApiClient) -> dict[str, str]:
     return await login(client, "platform", "operator", OPERATOR_PASSWORD)
 
 
-async def make_tenant(client: AsyncTestClient[Any], name: str | None = None) -> TenantFixture:
+async def make_tenant(client: ApiClient, name: str | None = None) -> TenantFixture:
     """A tenant with an Admin, a User and an Auditor, each logged in."""
     op = await operator_headers(client)
     name = name or f"tenant-{secrets.token_hex(4)}"
