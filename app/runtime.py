@@ -10,6 +10,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from app.auth.authenticator import Authenticator
@@ -55,8 +56,33 @@ def make_engine(settings: Settings) -> AsyncEngine:
     )
 
 
+_ROLE_CHECK = text(
+    """SELECT r.rolsuper OR r.rolbypassrls AS bypasses,
+              coalesce((SELECT pg_get_userbyid(c.relowner) = current_user FROM pg_class c
+                        WHERE c.relname = 'audit_logs' AND c.relnamespace = 'public'::regnamespace), false) AS owns
+       FROM pg_roles r WHERE r.rolname = current_user"""
+)
+
+
+async def check_database_role(engine: AsyncEngine, settings: Settings) -> None:
+    """Refuse (in production) to serve as a role that row-level security would not hold."""
+    async with engine.connect() as conn:
+        row = (await conn.execute(_ROLE_CHECK)).one()
+    if row.bypasses or row.owns:
+        problem = "owns the tables" if row.owns else "is a superuser or has BYPASSRLS"
+        message = f"the API database role {problem}: tenant isolation would rest on the application alone"
+        if not settings.is_dev:
+            raise RuntimeError(message + "; connect AUDIT_DATABASE_URL as the auditlog_api role")
+        log.warning(message)
+
+
 async def build_runtime(settings: Settings) -> Runtime:
     engine = make_engine(settings)
+    try:
+        await check_database_role(engine, settings)
+    except Exception:
+        await engine.dispose()
+        raise
     db = TenantDB(engine)
     tokens = TokenService(
         settings.jwt_keys(),

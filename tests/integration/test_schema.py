@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -187,3 +188,13 @@ async def test_users_trigger_masks_pii_on_insert_and_update(database: Database) 
         ("email", "bob@corp.example.org", False),
         ("phone", "+1 555 123 4567", False),
     ]
+
+
+async def test_production_refuses_to_run_as_the_table_owner(database: Database, tmp_path: Path) -> None:
+    from app.runtime import build_runtime
+    from app.settings import Environment
+    from tests.conftest import make_settings
+
+    settings = make_settings(database, tmp_path, env=Environment.production, database_url=database.owner_url)
+    with pytest.raises(RuntimeError, match="owns the tables"):
+        await build_runtime(settings)
