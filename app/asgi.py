@@ -14,6 +14,7 @@ from app.auth.middleware import AuthMiddleware
 from app.dependencies import dependencies
 from app.errors import exception_handlers
 from app.observability import RequestIdMiddleware, configure_logging
+from app.ratelimit import RateLimitMiddleware
 from app.routes import route_handlers
 from app.runtime import build_runtime
 from app.settings import Settings, load_settings
@@ -41,7 +42,7 @@ def create_app(settings: Settings) -> Litestar:
         route_handlers=route_handlers(),
         dependencies=dependencies,
         lifespan=[lifespan],
-        middleware=[RequestIdMiddleware(), AuthMiddleware()],
+        middleware=[RequestIdMiddleware(), AuthMiddleware(), RateLimitMiddleware()],
         exception_handlers=exception_handlers,
         openapi_config=OpenAPIConfig(
             title="Audit Log API",

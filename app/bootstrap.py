@@ -8,7 +8,6 @@ passwords are written to a 0600 file under the data dir, never to the log.
 from __future__ import annotations
 
 import secrets
-import uuid
 from pathlib import Path
 
 import anyio
@@ -91,5 +90,3 @@ async def bootstrap(runtime: Runtime) -> Path | None:
             return None
         finally:
             await conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _LOCK})
-
-

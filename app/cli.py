@@ -39,8 +39,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         export_to_environment(settings)
         where = "embedded PostgreSQL in " + str(settings.data_dir) if embedded else "the configured database"
         print(f"auditlog: serving http://{settings.host}:{settings.port} on {where}", file=sys.stderr)
-        print("auditlog: operator password: AUDIT_OPERATOR_PASSWORD"
-              + ("" if not settings.is_dev else f" (or {settings.data_dir / 'secrets.json'})"), file=sys.stderr)
+        print(
+            "auditlog: operator password: AUDIT_OPERATOR_PASSWORD"
+            + ("" if not settings.is_dev else f" (or {settings.data_dir / 'secrets.json'})"),
+            file=sys.stderr,
+        )
         if credentials:
             print(f"auditlog: demo credentials in {credentials}", file=sys.stderr)
         Granian(

@@ -11,7 +11,7 @@ import logging
 from typing import Any
 
 import msgspec
-from litestar import MediaType, Request, Response
+from litestar import Request, Response
 from litestar.exceptions import HTTPException, NotAuthorizedException, ValidationException
 
 __all__ = ["ApiError", "Conflict", "NotFound", "exception_handlers", "problem"]
@@ -84,9 +84,7 @@ def problem(
     hdrs = dict(headers or {})
     if status == 401:
         hdrs.setdefault("WWW-Authenticate", "Bearer")
-    return Response(
-        content=msgspec.json.encode(body), status_code=status, media_type=PROBLEM_JSON, headers=hdrs
-    )
+    return Response(content=msgspec.json.encode(body), status_code=status, media_type=PROBLEM_JSON, headers=hdrs)
 
 
 def _validation_errors(extra: Any) -> list[dict[str, Any]]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import logging
 
+from app.read_audit import start_read_audit
 from app.runtime import Runtime
 
 __all__ = ["start_services", "stop_services"]
@@ -16,6 +17,17 @@ log = logging.getLogger(__name__)
 
 
 async def start_services(runtime: Runtime) -> None:
+    from app.logs.ingest import IngestWriter
+
+    writer = IngestWriter(runtime.db, runtime.keyrings, max_connections=max(2, runtime.settings.db_pool_size // 2))
+    await writer.start()
+    runtime.services["ingest"] = writer
+    runtime.services["read_audit"] = await start_read_audit(runtime)
+    from app.api_keys.service import KeyUsageFlusher
+    from app.ratelimit import build_rate_limiter
+
+    runtime.services["ratelimit"] = build_rate_limiter(runtime.settings)
+    runtime.services["api_key_usage"] = KeyUsageFlusher(runtime).start()
     if runtime.settings.worker_in_process:
         from jobs.worker import start_worker
 

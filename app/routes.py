@@ -10,14 +10,25 @@ __all__ = ["route_handlers"]
 def route_handlers() -> list[Any]:
     from app.docs import swagger_ui
     from app.health import healthz, readyz
+    from app.logs.ingest_controller import LogIngestController
+    from app.logs.pii_vault import LogPiiController
     from app.tenants.controller import TenantController
     from app.users.controller import UserController
 
-    handlers: list[Any] = [healthz, readyz, swagger_ui, TenantController, UserController]
+    handlers: list[Any] = [
+        healthz,
+        readyz,
+        swagger_ui,
+        TenantController,
+        UserController,
+        LogIngestController,
+        LogPiiController,
+    ]
     for module, name in (
         ("app.auth_routes.controller", "AuthController"),
         ("app.api_keys.controller", "ApiKeyController"),
         ("app.logs.controller", "LogController"),
+        ("app.logs.query_controller", "LogQueryController"),
     ):
         handlers.extend(_optional(module, name))
     return handlers

@@ -10,7 +10,7 @@ import base64
 import json
 import os
 import secrets
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 __all__ = ["Environment", "Settings", "load_settings"]
 
 
-class Environment(str, Enum):
+class Environment(StrEnum):
     development = "development"
     test = "test"
     production = "production"
@@ -81,7 +81,6 @@ class Settings(BaseSettings):
     log_json: bool = True
     password_hash_time_cost: int = 2
     password_hash_memory_kib: int = 19_456
-
 
     @model_validator(mode="after")
     def _require_secrets_outside_development(self) -> Settings:

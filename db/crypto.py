@@ -312,10 +312,7 @@ class TenantKeyring:
             ) from None
 
     def __repr__(self) -> str:
-        return (
-            f"TenantKeyring(tenant_id={self._tenant_id}, active={self._active.key_id}, "
-            f"keys={sorted(self._keys)})"
-        )
+        return f"TenantKeyring(tenant_id={self._tenant_id}, active={self._active.key_id}, keys={sorted(self._keys)})"
 
 
 def _add_key(keys: dict[int, DataKey], data_key: DataKey) -> None:

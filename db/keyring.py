@@ -39,10 +39,7 @@ class KeyringStore:
     async def _insert_key(self, session: AsyncSession, tenant_id: uuid.UUID, key_id: int) -> None:
         data_key = new_data_key(key_id)
         await session.execute(
-            text(
-                "INSERT INTO tenant_keys (tenant_id, key_id, wrapped_key, master_key_id)"
-                " VALUES (:t, :k, :w, :m)"
-            ),
+            text("INSERT INTO tenant_keys (tenant_id, key_id, wrapped_key, master_key_id) VALUES (:t, :k, :w, :m)"),
             {
                 "t": tenant_id,
                 "k": key_id,
@@ -58,18 +55,18 @@ class KeyringStore:
             return ring
         rows = (
             await session.execute(
-                text(
-                    "SELECT key_id, wrapped_key, retired_at FROM tenant_keys WHERE tenant_id = :t ORDER BY key_id"
-                ),
+                text("SELECT key_id, wrapped_key, retired_at FROM tenant_keys WHERE tenant_id = :t ORDER BY key_id"),
                 {"t": tenant_id},
             )
         ).all()
         if not rows:
             raise LookupError(f"tenant {tenant_id} has no data key")
         keys = {r.key_id: unwrap_data_key(self.master, tenant_id, r.key_id, bytes(r.wrapped_key)) for r in rows}
-        active_id = max(r.key_id for r in rows if r.retired_at is None) if any(
-            r.retired_at is None for r in rows
-        ) else max(keys)
+        active_id = (
+            max(r.key_id for r in rows if r.retired_at is None)
+            if any(r.retired_at is None for r in rows)
+            else max(keys)
+        )
         ring = TenantKeyring(tenant_id, keys[active_id], keys)
         self._cache[tenant_id] = ring
         return ring

@@ -20,7 +20,7 @@ from jobs.tasks import precreate_partitions
 __all__ = ["FUNCTIONS", "InProcessWorker", "build_worker", "run_worker", "start_worker"]
 
 FUNCTIONS = [precreate_partitions]
-CRON_JOBS = [CronJob(precreate_partitions, cron="17 * * * *", timeout=300)]
+CRON_JOBS: list[CronJob[Any]] = [CronJob(precreate_partitions, cron="17 * * * *", timeout=300)]
 
 
 def build_worker(settings: Settings, *, handle_signals: bool = True) -> Worker:
@@ -36,7 +36,7 @@ def build_worker(settings: Settings, *, handle_signals: bool = True) -> Worker:
     async def shutdown(ctx: dict[str, Any]) -> None:
         await engine.dispose()
 
-    worker = Worker(
+    worker: Worker[Any] = Worker(
         queue,
         functions=FUNCTIONS,
         cron_jobs=CRON_JOBS,

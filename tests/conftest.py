@@ -47,7 +47,7 @@ class PgServer:
     def url(self, user: str, database: str, driver: str = "postgresql+asyncpg") -> str:
         if self.embedded is not None:
             return str(self.embedded.url(user, database, driver=driver))
-        scheme, _, rest = self.admin_dsn.partition("://")
+        _, _, rest = self.admin_dsn.partition("://")
         hostpart = rest.split("@", 1)[-1]
         host = hostpart.split("/", 1)[0]
         query = rest.split("?", 1)[1] if "?" in rest else ""
@@ -219,8 +219,12 @@ async def make_tenant(client: ApiClient, name: str | None = None) -> TenantFixtu
         passwords[username] = f"{username}-password-{secrets.token_hex(4)}"
         made = await client.post(
             f"/api/v1/tenants/{tid}/users",
-            json={"username": username, "password": passwords[username], "role": role,
-                  "email": f"{username}@{name}.example.com"},
+            json={
+                "username": username,
+                "password": passwords[username],
+                "role": role,
+                "email": f"{username}@{name}.example.com",
+            },
             headers=op,
         )
         assert made.status_code == 201, made.text

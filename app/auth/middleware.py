@@ -10,14 +10,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
 
+import msgspec
 from litestar.enums import ScopeType
 from litestar.middleware import ASGIMiddleware
 
 from app.auth.authenticator import InvalidCredentials
-import msgspec
 
 if TYPE_CHECKING:
-    from litestar.types import ASGIApp, Receive, Scope, Send
+    from litestar.types import ASGIApp, HTTPResponseStartEvent, Receive, Scope, Send
 
 __all__ = ["AuthMiddleware", "credential_from_scope"]
 
@@ -27,18 +27,17 @@ _UNAUTHORIZED = msgspec.json.encode(
 
 
 async def _send_401(send: Send) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 401,
-            "headers": [
-                (b"content-type", b"application/problem+json"),
-                (b"www-authenticate", b'Bearer error="invalid_token"'),
-                (b"content-length", str(len(_UNAUTHORIZED)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": _UNAUTHORIZED})
+    start: HTTPResponseStartEvent = {
+        "type": "http.response.start",
+        "status": 401,
+        "headers": [
+            (b"content-type", b"application/problem+json"),
+            (b"www-authenticate", b'Bearer error="invalid_token"'),
+            (b"content-length", str(len(_UNAUTHORIZED)).encode()),
+        ],
+    }
+    await send(start)
+    await send({"type": "http.response.body", "body": _UNAUTHORIZED, "more_body": False})
 
 
 def credential_from_scope(scope: Scope) -> str | None:

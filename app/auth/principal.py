@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from enum import Enum
+from enum import StrEnum
 
 import msgspec
 
 __all__ = ["Principal", "Role"]
 
 
-class Role(str, Enum):
+class Role(StrEnum):
     OPERATOR = "Operator"
     ADMIN = "Admin"
     USER = "User"

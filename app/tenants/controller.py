@@ -38,9 +38,7 @@ class TenantController(Controller):
         status_code=201,
         summary="Create a user in a tenant (operator, or an Admin of that tenant)",
     )
-    async def create_user(
-        self, request: Request, tenant_id: uuid.UUID, data: UserCreate, runtime: Runtime
-    ) -> UserOut:
+    async def create_user(self, request: Request, tenant_id: uuid.UUID, data: UserCreate, runtime: Runtime) -> UserOut:
         principal = principal_of(request)
         if principal.role is not Role.OPERATOR and principal.tenant_id != tenant_id:
             raise NotFound("tenant")

@@ -49,8 +49,7 @@ async def list_tenants(db: TenantDB, *, only: uuid.UUID | None = None) -> list[T
     async with db.system() as session:
         rows = (
             await session.execute(
-                text("SELECT id, name, created_at, retention_days FROM auditlog_list_tenants()"
-                     " WHERE NOT is_platform")
+                text("SELECT id, name, created_at, retention_days FROM auditlog_list_tenants() WHERE NOT is_platform")
             )
         ).all()
     return [

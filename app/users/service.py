@@ -49,17 +49,17 @@ async def create_user(
     if email:
         ring = await keyrings.get(session, tenant_id)
         blob = ring.encrypt(email.encode(), event_id=user_id, field="user.email")
-        await session.execute(
-            text("SELECT auditlog_vault_put(:u, 'email', :v)"), {"u": user_id, "v": blob}
-        )
+        await session.execute(text("SELECT auditlog_vault_put(:u, 'email', :v)"), {"u": user_id, "v": blob})
     return UserOut(id=user_id, username=username, role=role, email=masked, created_at=row.created_at)
 
 
 async def list_users(session: AsyncSession) -> list[UserOut]:
     rows = (
         await session.execute(
-            text("SELECT id, username, role, email, created_at FROM users WHERE role <> 'Operator'"
-                 " ORDER BY created_at, id")
+            text(
+                "SELECT id, username, role, email, created_at FROM users WHERE role <> 'Operator'"
+                " ORDER BY created_at, id"
+            )
         )
     ).all()
     return [UserOut(id=r.id, username=r.username, role=r.role, email=r.email, created_at=r.created_at) for r in rows]

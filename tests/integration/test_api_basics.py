@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
-from tests.conftest import ApiClient
 from sqlalchemy import text
 
 from app.auth.principal import Role
+from tests.conftest import ApiClient
 
 PROBLEM = "application/problem+json"
 

@@ -30,15 +30,14 @@ async def test_partition_job_runs_through_the_queue(database: Database, tmp_path
 
     handle = await start_worker(settings)
     try:
-        created = await asyncio.wait_for(
-            handle.worker.queue.apply("precreate_partitions", months=8), timeout=60
-        )
+        created = await asyncio.wait_for(handle.worker.queue.apply("precreate_partitions", months=8), timeout=60)
     finally:
         await handle.stop()
     assert created >= 5  # the tenant started with 3 months; the job added the rest
 
     now = datetime.now(UTC)
-    expected = {"audit_logs_t_%s_p%04d%02d" % (tenant.id.hex, *_month_add(now.year, now.month, n)) for n in range(9)}
+    months = [_month_add(now.year, now.month, n) for n in range(9)]
+    expected = {f"audit_logs_t_{tenant.id.hex}_p{y:04d}{m:02d}" for y, m in months}
     conn = await asyncpg.connect(database.dsn(database.owner_url))
     try:
         rows = await conn.fetch(

@@ -14,7 +14,6 @@ from db.provision import API_ROLE, OWNER_ROLE, provision
 from tests.conftest import Database, PgServer
 
 
-
 async def _fetch(dsn: str, sql: str, *args: object) -> list[asyncpg.Record]:
     conn = await asyncpg.connect(dsn)
     try:
@@ -54,9 +53,7 @@ def test_migrations_upgrade_downgrade_upgrade(pg_server: PgServer) -> None:
 async def test_every_tenant_table_has_forced_rls_and_a_policy(database: Database) -> None:
     dsn = database.dsn(database.owner_url)
     tables = await tenant_tables(dsn)
-    assert {"users", "sessions", "api_keys", "audit_logs", "conversations", "mask_users", "tenant_keys"} <= set(
-        tables
-    )
+    assert {"users", "sessions", "api_keys", "audit_logs", "conversations", "mask_users", "tenant_keys"} <= set(tables)
     for table in [*tables, "tenants"]:
         row = (
             await _fetch(
@@ -82,7 +79,7 @@ async def test_api_role_owns_nothing_and_cannot_bypass_rls(database: Database) -
            WHERE n.nspname = 'public' AND pg_get_userbyid(c.relowner) = current_user""",
     )
     assert owned == []
-    owner = (await _fetch(api, "SELECT pg_get_userbyid(relowner) AS o FROM pg_class WHERE relname = 'audit_logs'"))
+    owner = await _fetch(api, "SELECT pg_get_userbyid(relowner) AS o FROM pg_class WHERE relname = 'audit_logs'")
     assert owner[0]["o"] == OWNER_ROLE != API_ROLE
 
 

@@ -184,8 +184,8 @@ CREATE TABLE conversation_messages (
   FOREIGN KEY (tenant_id, conversation_id) REFERENCES conversations (tenant_id, id) ON DELETE CASCADE
 );
 
--- The PII vault for users (no FK to users: the BEFORE trigger writes it first): originals of masked emails and phones. The API role may write through
--- auditlog_vault_put() but never read it directly.
+-- The PII vault for users: originals of masked emails and phones (no FK to users: the BEFORE trigger
+-- writes it first). The API role may write through auditlog_vault_put() but never read it directly.
 CREATE TABLE mask_users (
   tenant_id uuid NOT NULL,
   user_id uuid NOT NULL,
