@@ -50,7 +50,7 @@ class Settings(BaseSettings):
     """Set internally when ``database_url`` points at the embedded server."""
 
     redis_url: str | None = None
-    """Redis for the job queue, shared rate limits and revocation fan-out; unset: PostgreSQL/in-memory."""
+    """Redis for the job queue and shared rate-limit budgets; unset: PostgreSQL queue, in-memory limits."""
     run_worker_in_process: bool | None = None
     """Run the SAQ worker inside the API process; default: yes with the embedded database."""
 

@@ -1,0 +1,536 @@
+"""Ingest and search benchmark, run on demand (never in CI); prints figures next to their ceilings.
+
+    uv run python bench/bench.py                 # the 1M-event figures (about 5 minutes on 2 cores)
+    uv run python bench/bench.py --big 10000000  # also the page at 10M events (synthetic rows, slow)
+
+Everything runs on this machine against 127.0.0.1, bounded in time: an embedded PostgreSQL (or the
+superuser DSN in ``AUDIT_BENCH_ADMIN_URL``), the API under Granian, and the load generators. Figures:
+
+1. bulk ingest (4 clients, 1,000-event batches with metadata) ÷ raw asyncpg COPY of the same rows into a
+   table like ``audit_logs`` (same columns and indexes) — target ≥ 0.30;
+2. single-event POST under 64 connections (wrk) ÷ a hello-world Litestar POST on the same Granian
+   settings — target ≥ 0.25, with p99 ≤ 100 ms;
+3. a filtered page (severity, resource_type, 2-day window, limit 50) at 16 connections after 1M events —
+   target p99 ≤ 25 ms; and optionally at 10M.
+
+Requires ``wrk`` (Debian package ``wrk``) for the HTTP load phases.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import csv
+import io
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from db import migrate  # noqa: E402
+from db.provision import API_ROLE, OWNER_ROLE, provision  # noqa: E402
+
+RESOURCE_TYPES = [f"resource_{i}" for i in range(20)] + ["document"]
+ACTIONS = ["CREATE", "READ", "VIEW", "UPDATE", "DELETE", "LOGIN", "LOGOUT", "EXPORT"]
+SEVERITIES = ["INFO"] * 14 + ["WARNING"] * 3 + ["ERROR"] * 2 + ["CRITICAL"]
+WORDS = "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november".split()  # noqa: SIM905
+DATABASE = "auditlog_bench"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def make_event(rng: random.Random, now: datetime, span_days: int = 60) -> dict[str, Any]:
+    ts = now - timedelta(seconds=rng.randint(0, span_days * 86400))
+    return {
+        "action": rng.choice(ACTIONS),
+        "resource_type": rng.choice(RESOURCE_TYPES),
+        "resource_id": f"res-{rng.randint(1, 100_000)}",
+        "user_id": f"user-{rng.randint(1, 500)}",
+        "session_id": f"sess-{rng.randint(1, 5000)}",
+        "request_id": uuid.UUID(int=rng.getrandbits(128)).hex,
+        "severity": rng.choice(SEVERITIES),
+        "timestamp": ts.isoformat(),
+        "ip_address": f"10.{rng.randint(0, 255)}.{rng.randint(0, 255)}.{rng.randint(1, 254)}",
+        "user_agent": "Mozilla/5.0 (X11; Linux x86_64) bench/1.0",
+        "message": " ".join(rng.choice(WORDS) for _ in range(10)),
+        "metadata": {
+            "plan": rng.choice(["free", "team", "enterprise"]),
+            "region": rng.choice(["eu-west-1", "us-east-1", "ap-southeast-1"]),
+            "amount": rng.randint(1, 10_000),
+            "feature": rng.choice(WORDS),
+            "ok": rng.random() > 0.1,
+            "tags": [rng.choice(WORDS), rng.choice(WORDS)],
+        },
+    }
+
+
+# -- infrastructure ---------------------------------------------------------------------------------
+class Stack:
+    """PostgreSQL (embedded unless AUDIT_BENCH_ADMIN_URL), the bench database, and server processes."""
+
+    def __init__(self, workdir: Path, workers: int) -> None:
+        self.workdir = workdir
+        self.workers = workers
+        self.embedded: Any = None
+        self.procs: list[subprocess.Popen[bytes]] = []
+        admin = os.environ.get("AUDIT_BENCH_ADMIN_URL")
+        if admin:
+            self.admin_dsn = admin
+            rest = admin.split("://", 1)[1].split("@", 1)[-1]
+            self.hostpart = rest.split("/", 1)[0]
+        else:
+            from db.embedded import EmbeddedPostgres
+
+            self.embedded = EmbeddedPostgres(workdir / "pg-root")
+            self.embedded.start()
+            self.admin_dsn = self.embedded.url("postgres", "postgres", driver="postgresql")
+
+    def url(self, user: str, driver: str = "postgresql+asyncpg") -> str:
+        if self.embedded is not None:
+            return str(self.embedded.url(user, DATABASE, driver=driver))
+        return f"{driver}://{user}@{self.hostpart}/{DATABASE}"
+
+    async def create_database(self) -> None:
+        conn = await asyncpg.connect(self.admin_dsn)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
+        finally:
+            await conn.close()
+        await provision(self.admin_dsn, DATABASE)
+
+    def api_env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AUDIT_")}
+        env.update(
+            AUDIT_ENV="production",
+            AUDIT_DATABASE_URL=self.url(API_ROLE),
+            AUDIT_MIGRATION_DATABASE_URL=self.url(OWNER_ROLE),
+            AUDIT_DATA_DIR=str(self.workdir / "data"),
+            AUDIT_MASTER_KEY=base64.urlsafe_b64encode(os.urandom(32)).decode(),
+            AUDIT_JWT_SIGNING_KEYS="bench:" + base64.urlsafe_b64encode(os.urandom(36)).decode(),
+            AUDIT_OPERATOR_PASSWORD="bench-operator-password",
+            AUDIT_ACCESS_TOKEN_TTL_SECONDS="7200",
+            AUDIT_RATE_LIMIT_LOG_ROUTES="1000000000",
+            AUDIT_RATE_LIMIT_OTHER_ROUTES="1000000000",
+            AUDIT_DEMO_DATA="false",
+            AUDIT_RUN_WORKER_IN_PROCESS="false",
+            AUDIT_LOG_LEVEL="WARNING",
+            AUDIT_DB_POOL_SIZE="20",
+        )
+        return env
+
+    def serve(self, target: str, env: dict[str, str]) -> int:
+        port = free_port()
+        cmd = [
+            sys.executable, "-m", "granian", "--interface", "asgi", "--factory", "--host", "127.0.0.1",
+            "--port", str(port), "--workers", str(self.workers), "--no-access-log", "--backlog", "2048", target,
+        ]  # fmt: skip
+        log = (self.workdir / f"server-{port}.log").open("wb")
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        self.procs.append(proc)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{target} exited: {(self.workdir / f'server-{port}.log').read_text()[-2000:]}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code in (200, 404):
+                    return port
+            time.sleep(0.2)
+        raise RuntimeError(f"{target} did not start")
+
+    def stop_servers(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        self.procs.clear()
+
+    def close(self) -> None:
+        self.stop_servers()
+        if self.embedded is not None:
+            self.embedded.stop()
+
+
+def wrk(url: str, *, connections: int, duration: int, script: Path | None = None) -> dict[str, float]:
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is required for this phase (apt-get install wrk)")
+    threads = 2
+    cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency", "--timeout", "5s"]
+    if script is not None:
+        cmd += ["-s", str(script)]
+    out = subprocess.run([*cmd, url], capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+
+    def ms(label: str) -> float:
+        m = re.search(rf"\s{label}%\s+([\d.]+)(us|ms|s)", out)
+        if not m:
+            return float("nan")
+        value, unit = float(m.group(1)), m.group(2)
+        return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    return {"rps": rps, "p50": ms("50"), "p99": ms("99"), "non2xx": float(non2xx.group(1)) if non2xx else 0.0}
+
+
+def lua_post(path: Path, token: str, body: bytes) -> Path:
+    body_lua = json.dumps(body.decode())
+    path.write_text(
+        'wrk.method = "POST"\n'
+        f"wrk.body = {body_lua}\n"
+        'wrk.headers["Content-Type"] = "application/json"\n'
+        f'wrk.headers["Authorization"] = "Bearer {token}"\n'
+    )
+    return path
+
+
+def lua_get(path: Path, token: str, urls: list[str]) -> Path:
+    items = ", ".join(json.dumps(u) for u in urls)
+    path.write_text(
+        f"local paths = {{{items}}}\n"
+        f'wrk.headers["Authorization"] = "Bearer {token}"\n'
+        "request = function()\n"
+        '  return wrk.format("GET", paths[math.random(#paths)])\n'
+        "end\n"
+    )
+    return path
+
+
+# -- API helpers ------------------------------------------------------------------------------------
+async def writer_token(base: str) -> tuple[str, str]:
+    async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+        op = await client.post(
+            "/api/v1/auth/token",
+            json={"tenant": "platform", "username": "operator", "password": "bench-operator-password"},
+        )
+        op.raise_for_status()
+        headers = {"Authorization": f"Bearer {op.json()['access_token']}"}
+        tenant = await client.post("/api/v1/tenants", json={"name": f"bench-{uuid.uuid4().hex[:6]}"}, headers=headers)
+        tenant.raise_for_status()
+        tid = tenant.json()["id"]
+        made = await client.post(
+            f"/api/v1/tenants/{tid}/users",
+            json={"username": "writer", "password": "writer-password-1", "role": "Admin"},
+            headers=headers,
+        )
+        made.raise_for_status()
+        token = await client.post(
+            "/api/v1/auth/token", json={"tenant": tid, "username": "writer", "password": "writer-password-1"}
+        )
+        token.raise_for_status()
+        return tid, token.json()["access_token"]
+
+
+def batches(count: int, size: int, seed: int) -> Iterator[list[dict[str, Any]]]:
+    rng = random.Random(seed)
+    now = datetime.now(UTC) - timedelta(minutes=1)
+    for _ in range(count):
+        yield [make_event(rng, now) for _ in range(size)]
+
+
+async def bulk_load(
+    base: str, token: str, bodies: list[bytes], *, clients: int, duration: float | None, total: int | None = None
+) -> tuple[int, float]:
+    """POST the pre-encoded 1,000-event bodies from ``clients`` tasks; returns (events, seconds)."""
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    inserted = 0
+    sent = 0
+    start = time.perf_counter()
+    deadline = start + duration if duration else None
+
+    async def one(i: int) -> None:
+        nonlocal inserted, sent
+        async with httpx.AsyncClient(base_url=base, timeout=120, headers=headers) as client:
+            n = i
+            while True:
+                if deadline and time.perf_counter() >= deadline:
+                    return
+                if total is not None:
+                    if sent >= total:
+                        return
+                    sent += 1000
+                response = await client.post("/api/v1/logs/bulk", content=bodies[n % len(bodies)])
+                if response.status_code != 201:
+                    raise RuntimeError(f"bulk failed: {response.status_code} {response.text[:300]}")
+                inserted += response.json()["inserted"]
+                n += clients
+
+    await asyncio.gather(*(one(i) for i in range(clients)))
+    return inserted, time.perf_counter() - start
+
+
+# -- raw COPY ceiling -------------------------------------------------------------------------------
+def raw_csv_chunks(events: list[list[dict[str, Any]]], tenant_id: uuid.UUID) -> list[bytes]:
+    """The same rows as the API stores them (masked text, a ciphertext-sized payload, the tsvector)."""
+    chunks = []
+    seq = 0
+    for batch in events:
+        buf = io.StringIO()
+        out = csv.writer(buf)
+        for e in batch:
+            seq += 1
+            payload = os.urandom(len(json.dumps(e["metadata"])) + 17 + 28)
+            words = sorted(set(e["message"].split()) | {str(v).lower() for v in e["metadata"].values()})
+            tsv = " ".join("'" + w.replace("'", "''") + "'" for w in words)
+            out.writerow([
+                tenant_id, e["timestamp"], uuid.uuid4(), seq, datetime.now(UTC).isoformat(), e["action"],
+                e["resource_type"], e["resource_id"], e["user_id"], e["session_id"], e["request_id"],
+                e["severity"], e["ip_address"], e["user_agent"], e["message"], "\\x" + payload.hex(), tsv,
+            ])  # fmt: skip
+        chunks.append(buf.getvalue().encode())
+    return chunks
+
+
+async def raw_copy(stack: Stack, chunks: list[bytes], *, clients: int, duration: float) -> tuple[int, float]:
+    owner = stack.url(OWNER_ROLE, driver="postgresql")
+    setup = await asyncpg.connect(owner)
+    try:
+        await setup.execute("DROP TABLE IF EXISTS bench_raw")
+        await setup.execute("CREATE TABLE bench_raw (LIKE audit_logs INCLUDING DEFAULTS INCLUDING INDEXES)")
+    finally:
+        await setup.close()
+    columns = [
+        "tenant_id", "timestamp", "id", "seq", "received_at", "action", "resource_type", "resource_id",
+        "user_id", "session_id", "request_id", "severity", "ip_address", "user_agent", "message", "payload",
+        "search",
+    ]  # fmt: skip
+    copied = 0
+    start = time.perf_counter()
+    deadline = start + duration
+
+    async def one(i: int) -> None:
+        nonlocal copied
+        conn = await asyncpg.connect(owner)
+        try:
+            n = i
+            while time.perf_counter() < deadline:
+                await conn.copy_to_table(
+                    "bench_raw", source=io.BytesIO(chunks[n % len(chunks)]), columns=columns, format="csv"
+                )
+                copied += 1000
+                n += clients
+        finally:
+            await conn.close()
+
+    await asyncio.gather(*(one(i) for i in range(clients)))
+    return copied, time.perf_counter() - start
+
+
+# -- bulk synthetic rows for the 10M figure ---------------------------------------------------------
+async def synthesize(stack: Stack, tenant_id: uuid.UUID, target: int) -> None:
+    """Fill the tenant to ``target`` rows with SQL-generated events (no metadata payload)."""
+    owner = stack.url(OWNER_ROLE, driver="postgresql")
+    conn = await asyncpg.connect(owner)
+    try:
+        have = await conn.fetchval("SELECT count(*) FROM audit_logs WHERE tenant_id = $1", tenant_id)
+        await conn.execute("SELECT auditlog_ensure_partitions($1, (now() - interval '400 days')::date, 15)", tenant_id)
+        step = 500_000
+        while have < target:
+            n = min(step, target - have)
+            start = await conn.fetchval(
+                "UPDATE tenant_log_seq SET last_seq = last_seq + $2 WHERE tenant_id = $1 RETURNING last_seq - $2",
+                tenant_id, n,
+            )  # fmt: skip
+            await conn.execute(
+                """
+                INSERT INTO audit_logs (tenant_id, "timestamp", id, seq, action, resource_type, resource_id,
+                  user_id, session_id, severity, ip_address, message, search)
+                SELECT $1, now() - (random() * interval '365 days'), gen_random_uuid(), $2 + g,
+                  (ARRAY['CREATE','READ','VIEW','UPDATE','DELETE','LOGIN'])[1 + (g % 6)],
+                  CASE WHEN g % 21 = 0 THEN 'document' ELSE 'resource_' || (g % 20) END,
+                  'res-' || (g % 100000), 'user-' || (g % 500), 'sess-' || (g % 5000),
+                  (ARRAY['INFO','INFO','INFO','INFO','INFO','INFO','INFO','WARNING','ERROR','CRITICAL'])[1 + (g % 10)],
+                  ('10.0.' || (g % 250) || '.' || (1 + g % 250))::inet,
+                  'synthetic event number ' || g, to_tsvector('simple', 'synthetic event number ' || g)
+                FROM generate_series(1, $3) AS g
+                """,
+                tenant_id, start, n,
+            )  # fmt: skip
+            have += n
+            print(f"    … {have:,} rows", flush=True)
+        await conn.execute("ANALYZE audit_logs")
+    finally:
+        await conn.close()
+
+
+def page_urls(now: datetime, count: int = 64, span_days: int = 60) -> list[str]:
+    rng = random.Random(7)
+    urls = []
+    for _ in range(count):
+        end = now - timedelta(days=rng.uniform(0, span_days - 2))
+        start = end - timedelta(days=2)
+        q = (
+            f"severity=ERROR&resource_type=document&start_time={start.strftime('%Y-%m-%dT%H:%M:%SZ')}"
+            f"&end_time={end.strftime('%Y-%m-%dT%H:%M:%SZ')}&limit=50"
+        )
+        urls.append(f"/api/v1/logs?{q}")
+    return urls
+
+
+# -- main -------------------------------------------------------------------------------------------
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=int, default=15, help="seconds per load phase")
+    parser.add_argument("--workers", type=int, default=2, help="Granian workers for the API and the hello app")
+    parser.add_argument("--events", type=int, default=1_000_000, help="events in the tenant for the page figure")
+    parser.add_argument("--big", type=int, default=0, help="also measure the page at this many events (e.g. 10M)")
+    args = parser.parse_args()
+
+    workdir = Path(tempfile.mkdtemp(prefix="auditlog-bench-"))
+    stack = Stack(workdir, args.workers)
+    results: dict[str, Any] = {"machine": f"{os.cpu_count()} cores", "workers": args.workers}
+    try:
+        asyncio.run(stack.create_database())
+        migrate.upgrade(stack.url(OWNER_ROLE))
+        env = stack.api_env()
+        subprocess.run(
+            [sys.executable, "-m", "app.cli", "migrate"],
+            cwd=ROOT,
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+        port = stack.serve("app.asgi:create_app_from_env", env)
+        base = f"http://127.0.0.1:{port}"
+        tid, token = asyncio.run(writer_token(base))
+        tenant_id = uuid.UUID(tid)
+
+        print("1. bulk ingest: 4 clients x 1,000-event batches with metadata")
+        events = list(batches(40, 1000, seed=1))
+        bodies = [json.dumps(b).encode() for b in events]
+        asyncio.run(bulk_load(base, token, bodies[:2], clients=2, duration=None, total=2000))  # warm-up
+        api_n, api_s = asyncio.run(bulk_load(base, token, bodies, clients=4, duration=args.duration))
+        api_rate = api_n / api_s
+        chunks = raw_csv_chunks(events, tenant_id)
+        raw_n, raw_s = asyncio.run(raw_copy(stack, chunks, clients=4, duration=args.duration))
+        raw_rate = raw_n / raw_s
+        results["bulk"] = {
+            "api_events_s": round(api_rate),
+            "raw_copy_events_s": round(raw_rate),
+            "ratio": round(api_rate / raw_rate, 3),
+            "target": 0.30,
+        }
+        print(
+            f"   API {api_rate:,.0f} events/s · raw COPY {raw_rate:,.0f} rows/s · ratio {api_rate / raw_rate:.3f}"
+            " (target ≥ 0.30)"
+        )
+
+        print("2. single-event POST, 64 connections")
+        body = json.dumps(make_event(random.Random(3), datetime.now(UTC))).encode()
+        api = wrk(
+            f"{base}/api/v1/logs",
+            connections=64,
+            duration=args.duration,
+            script=lua_post(workdir / "post.lua", token, body),
+        )
+        hello_port = stack.serve("bench.hello_app:create_app", dict(os.environ))
+        try:  # the API sits idle meanwhile; it stays up for phase 3
+            hello = wrk(
+                f"http://127.0.0.1:{hello_port}/api/v1/logs",
+                connections=64,
+                duration=args.duration,
+                script=lua_post(workdir / "hello.lua", token, body),
+            )
+        finally:
+            hello_proc = stack.procs.pop()
+            hello_proc.send_signal(signal.SIGINT)
+            hello_proc.wait(timeout=20)
+        results["single"] = {
+            "api_rps": round(api["rps"]),
+            "hello_rps": round(hello["rps"]),
+            "ratio": round(api["rps"] / hello["rps"], 3),
+            "p50_ms": api["p50"],
+            "p99_ms": api["p99"],
+            "non_2xx": api["non2xx"],
+            "target": "≥ 0.25, p99 ≤ 100 ms",
+        }
+        print(
+            f"   API {api['rps']:,.0f} req/s (p50 {api['p50']:.1f} ms, p99 {api['p99']:.1f} ms, non-2xx "
+            f"{api['non2xx']:.0f}) · hello {hello['rps']:,.0f} req/s · ratio {api['rps'] / hello['rps']:.3f}"
+        )
+
+        print(f"3. filtered page after {args.events:,} events, 16 connections")
+        have = asyncio.run(count_events(stack, tenant_id))
+        need = max(0, args.events - have)
+        if need:
+            load_bodies = [json.dumps(b).encode() for b in batches(60, 1000, seed=11)]
+            n, s = asyncio.run(bulk_load(base, token, load_bodies, clients=4, duration=None, total=need))
+            print(f"   loaded {n:,} events through the API in {s:.0f} s ({n / s:,.0f}/s)")
+        asyncio.run(analyze(stack))
+        urls = page_urls(datetime.now(UTC))
+        page = wrk(f"{base}/", connections=16, duration=args.duration, script=lua_get(workdir / "get.lua", token, urls))
+        results["page_1m"] = {
+            "rps": round(page["rps"]),
+            "p50_ms": page["p50"],
+            "p99_ms": page["p99"],
+            "non_2xx": page["non2xx"],
+            "target_p99_ms": 25,
+        }
+        print(f"   {page['rps']:,.0f} req/s · p50 {page['p50']:.1f} ms · p99 {page['p99']:.1f} ms (target ≤ 25 ms)")
+
+        if args.big:
+            print(f"3b. filtered page after {args.big:,} events (synthetic rows via SQL)")
+            asyncio.run(synthesize(stack, tenant_id, args.big))
+            page = wrk(
+                f"{base}/", connections=16, duration=args.duration, script=lua_get(workdir / "get.lua", token, urls)
+            )
+            results["page_big"] = {
+                "events": args.big,
+                "rps": round(page["rps"]),
+                "p50_ms": page["p50"],
+                "p99_ms": page["p99"],
+                "non_2xx": page["non2xx"],
+            }
+            print(f"   {page['rps']:,.0f} req/s · p50 {page['p50']:.1f} ms · p99 {page['p99']:.1f} ms")
+    finally:
+        stack.close()
+    out = ROOT / "bench" / "results"
+    out.mkdir(exist_ok=True)
+    (out / f"bench-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json").write_text(json.dumps(results, indent=2))
+    print(json.dumps(results, indent=2))
+
+
+async def count_events(stack: Stack, tenant_id: uuid.UUID) -> int:
+    conn = await asyncpg.connect(stack.url(OWNER_ROLE, driver="postgresql"))
+    try:
+        return int(await conn.fetchval("SELECT count(*) FROM audit_logs WHERE tenant_id = $1", tenant_id))
+    finally:
+        await conn.close()
+
+
+async def analyze(stack: Stack) -> None:
+    conn = await asyncpg.connect(stack.url(OWNER_ROLE, driver="postgresql"))
+    try:
+        await conn.execute("ANALYZE audit_logs")
+    finally:
+        await conn.close()
+
+
+if __name__ == "__main__":
+    main()
