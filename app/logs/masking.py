@@ -201,9 +201,7 @@ _PEM_RE: Final = re.compile(
 )
 # scheme://user:password@host -- only the password is redacted.
 _URL_CREDENTIALS_RE: Final = re.compile(r"://[^\s:/?#@]+:(?P<password>[^\s/?#@]+)@", re.ASCII)
-_JWT_RE: Final = re.compile(
-    r"eyJ(?<![A-Za-z0-9_\-]eyJ)[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*", re.ASCII
-)
+_JWT_RE: Final = re.compile(r"eyJ(?<![A-Za-z0-9_\-]eyJ)[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*", re.ASCII)
 _KEY_FORMATS_RE: Final = re.compile(
     r"""
     (?P<aws_access_key>\b(?:AKIA|ASIA)[A-Z0-9]{16}\b)
@@ -214,35 +212,35 @@ _KEY_FORMATS_RE: Final = re.compile(
     """,
     re.VERBOSE | re.ASCII,
 )
-_KEY_FORMAT_HINTS: Final = ("AKIA", "ASIA", "xox", "k_live_", "k_test_", "AIza")
-_GITHUB_HINTS: Final = ("ghp_", "gho_", "ghs_", "ghu_", "ghr_", "github_pat_")
 # password=..., token: ..., "api_key": "...", Authorization: Bearer ... -- only the value
 # is redacted.  Weak words (pass, pwd, auth, cookie) must start a word ("compass: north").
-_KEY_VALUE_RE: Final = re.compile(
-    r"""
-    (?i:
-        password|passwd|passphrase|secret|token|api[_\-]?key|private[_\-]?key
-      | secret[_\-]?key|access[_\-]?key|credentials?|authorization
-      | (?<![A-Za-z0-9])(?:pass|pwd|auth|cookie)
-    )
-    ["']?[ \t]*[:=][ \t]*
-    (?:(?i:bearer|basic|token|digest)[ \t]+)?       # keep an auth scheme, redact its value
+# The two patterns below are matched against the *lower-cased* text (an order of magnitude
+# faster than re.IGNORECASE); the spans are then applied to the original text.  The
+# ``_CI`` variants are the fallback for the rare text whose length changes when lowered.
+_KEY_VALUE_SOURCE: Final = r"""
     (?:
-        "(?P<dq>(?:[^"\\\n]|\\.)*)"
-      | '(?P<sq>(?:[^'\\\n]|\\.)*)'
+        pass(?:word|wd|phrase) | secret | token | (?:api|private|secret|access)[_\-]?key
+      | credentials? | authorization
+      | p(?<![a-z0-9].)(?:ass|wd) | a(?<![a-z0-9].)uth | c(?<![a-z0-9].)ookie
+    )
+    (?:\\?["'])?[ \t]*[:=][ \t]*                          # closing quote may be JSON-escaped
+    (?:(?:bearer|basic|token|digest)[ \t]+)?              # keep an auth scheme, redact its value
+    (?:
+        \\"(?P<eq>(?:[^"\\\n]|\\[^"\n])*)(?:\\")?         # {\"password\": \"...\"} inside a string
+      | "(?P<dq>(?:[^"\\\n]|\\.)*)"?                      # an unterminated quote runs to the line end
+      | '(?P<sq>(?:[^'\\\n]|\\.)*)'?
       | (?P<bare>[^\s&,;"'<>]+)
     )
-    """,
-    re.VERBOSE | re.ASCII,
-)
-_KEY_VALUE_GROUPS: Final = ("dq", "sq", "bare")
-_KEY_VALUE_HINTS: Final = ("pass", "pwd", "secret", "token", "key", "credential", "auth", "cookie")
+"""
+_KEY_VALUE_RE: Final = re.compile(_KEY_VALUE_SOURCE, re.VERBOSE | re.ASCII)
+_KEY_VALUE_RE_CI: Final = re.compile(_KEY_VALUE_SOURCE, re.VERBOSE | re.ASCII | re.IGNORECASE)
+_KEY_VALUE_GROUPS: Final = ("eq", "dq", "sq", "bare")
 # Values next to a secret-looking key that reveal nothing ("has_password=true").
 _KEY_VALUE_HARMLESS: Final = frozenset({"true", "false", "null", "none", "nil"})
 # A standalone "Bearer <token>" / "Basic <base64>" outside a key-value pair.
-_AUTH_HEADER_RE: Final = re.compile(
-    r"\b(?P<scheme>(?i:bearer|basic))[ \t]+(?P<credential>[A-Za-z0-9\-._~+/]+=*)", re.ASCII
-)
+_AUTH_HEADER_SOURCE: Final = r"\b(?P<scheme>bearer|basic)[ \t]+(?P<credential>[a-z0-9\-._~+/]+=*)"
+_AUTH_HEADER_RE: Final = re.compile(_AUTH_HEADER_SOURCE, re.ASCII)
+_AUTH_HEADER_RE_CI: Final = re.compile(_AUTH_HEADER_SOURCE, re.ASCII | re.IGNORECASE)
 
 # Payment cards: a contiguous run of 13-19 digits, 4-4-4-x groups, or Amex/Diners 4-6-x.
 # Luhn and length are checked in code.  Contiguous runs must start with 2-9 (all major
@@ -276,27 +274,41 @@ _EMAIL_RE: Final = re.compile(
 
 # Phones: international "+" numbers (8-15 digits), North-American national formats, and
 # trunk-prefix national formats ("020 7946 0958", "07911 123456"; digit count checked in
-# code).  National formats need separators and may not start or end inside a dotted,
-# dashed or colon-separated token, which keeps dates, times, UUIDs, IP addresses, version
-# numbers and timestamps out.  No capture groups: every alternative starts with a literal
-# or a character class, which lets the regex engine skip quickly to candidate positions.
+# code).  National formats need separators and may not start inside a dotted, dashed or
+# slashed token nor end inside a dotted, dashed, slashed or colon-separated one, which
+# keeps dates, times, UUIDs, IP addresses, version numbers and timestamps out.  No capture
+# groups: every alternative starts with a literal or a character class, which lets the
+# regex engine skip quickly to candidate positions.
 _PHONE_RE: Final = re.compile(
     r"""
     (?:
         \+(?<![\w+].)\d(?:[ .\-()]{0,2}\d){7,14}                                 # +44 20 7946 0958
-      | \((?<![\w+].)(?<!\w[.\-:/].)\d{3}\)[ ]?\d{3}[ .\-]\d{4}                   # (555) 123-4567
-      | [2-9](?<![\w+].)(?<!\w[.\-:/].)\d\d[ .\-]\d{3}[ .\-]\d{4}                 # 555-123-4567
-      | 1(?<![\w+].)(?<!\w[.\-:/].)[ .\-](?:\(\d{3}\)[ ]?|\d{3}[ .\-])\d{3}[ .\-]\d{4}  # 1-555-...
-      | 0(?<![\w+].)(?<!\w[.\-:/].)\d{1,4}[ \-]\d{3,4}[ \-]?\d{3,4}               # 020 7946 0958
+      | \((?<![\w+].)(?<!\w[.\-/].)\d{3}\)[ ]?\d{3}[ .\-]\d{4}                   # (555) 123-4567
+      | [2-9](?<![\w+].)(?<!\w[.\-/].)\d\d[ .\-]\d{3}[ .\-]\d{4}                 # 555-123-4567
+      | 1(?<![\w+].)(?<!\w[.\-/].)[ .\-](?:\(\d{3}\)[ ]?|\d{3}[ .\-])\d{3}[ .\-]\d{4}  # 1-555-...
+      | 0(?<![\w+].)(?<!\w[.\-/].)\d{1,4}[ \-]\d{3,4}[ \-]?\d{3,4}               # 020 7946 0958
     )
     (?!\w|[.\-:/]\w)
     """,
     re.VERBOSE | re.ASCII,
 )
 
+# Whole values that are common in audit metadata and can never hold a secret or PII
+# (UUIDs, ISO-8601 dates/timestamps, IPv4 addresses) skip the scanning passes entirely.
+_INERT_RE: Final = re.compile(
+    r"""
+    [0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}
+  | \d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+\-]\d{2}:?\d{2})?)?
+  | \d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}
+    """,
+    re.VERBOSE | re.ASCII,
+)
+_INERT_MAX_LEN: Final = 40
+
 _DIGIT_BYTES: Final = b"0123456789"
 _CARD_MIN_DIGITS: Final = 13
 _PHONE_MIN_DIGITS: Final = 8
+_NATIONAL_MIN_DIGITS: Final = 9
 _MIN_INTERESTING_LEN: Final = 5  # shorter strings cannot hold any pattern ("pwd=x")
 
 # Luhn: value of a digit when it is doubled.
@@ -306,6 +318,8 @@ _LUHN_DOUBLE: Final = (0, 2, 4, 6, 8, 1, 3, 5, 7, 9)
 _Hit = tuple[int, int, str, str]
 # (kind, original, replacement) as reported to callers.
 _Found = tuple[str, str, str]
+# Decides whether a match (against ``text`` or its lower-cased twin) is a hit.
+_HitFn = Callable[[re.Match[str], str], _Hit | None]
 
 
 def _count_digits(text: str) -> int:
@@ -338,8 +352,8 @@ def _looks_like_bearer(value: str) -> bool:
 # ------------------------------------------------------------------------ handlers
 
 
-def _whole_hit(kind: str) -> Callable[[re.Match[str]], _Hit | None]:
-    def hit(m: re.Match[str]) -> _Hit | None:
+def _whole_hit(kind: str) -> _HitFn:
+    def hit(m: re.Match[str], text: str) -> _Hit | None:
         return m.start(), m.end(), kind, REDACTED
 
     return hit
@@ -349,49 +363,52 @@ _private_key_hit: Final = _whole_hit("private_key")
 _jwt_hit: Final = _whole_hit("jwt")
 
 
-def _key_format_hit(m: re.Match[str]) -> _Hit | None:
+def _key_format_hit(m: re.Match[str], text: str) -> _Hit | None:
     return m.start(), m.end(), m.lastgroup or "secret", REDACTED
 
 
-def _url_credentials_hit(m: re.Match[str]) -> _Hit | None:
-    if m.group("password").startswith(REDACTED):
+def _url_credentials_hit(m: re.Match[str], text: str) -> _Hit | None:
+    start, end = m.span("password")
+    if text.startswith(REDACTED, start):
         return None
-    return m.start("password"), m.end("password"), "url_password", REDACTED
+    return start, end, "url_password", REDACTED
 
 
-def _key_value_hit(m: re.Match[str]) -> _Hit | None:
+def _key_value_hit(m: re.Match[str], text: str) -> _Hit | None:
     for group in _KEY_VALUE_GROUPS:
-        value = m.group(group)
-        if value is not None:
+        start, end = m.span(group)
+        if start >= 0:
+            value = text[start:end]
             if not value or value.startswith(REDACTED) or value.lower() in _KEY_VALUE_HARMLESS:
                 return None
-            return m.start(group), m.end(group), "secret", REDACTED
+            return start, end, "secret", REDACTED
     return None  # pragma: no cover - one of the value groups always participates
 
 
-def _auth_header_hit(m: re.Match[str]) -> _Hit | None:
-    credential = m.group("credential")
+def _auth_header_hit(m: re.Match[str], text: str) -> _Hit | None:
+    start, end = m.span("credential")
+    credential = text[start:end]
     if m.group("scheme").lower() == "basic":
         if not _is_basic_credential(credential):
             return None
     elif not _looks_like_bearer(credential):
         return None
-    return m.start("credential"), m.end("credential"), "auth_header", REDACTED
+    return start, end, "auth_header", REDACTED
 
 
-def _card_hit(m: re.Match[str]) -> _Hit | None:
+def _card_hit(m: re.Match[str], text: str) -> _Hit | None:
     digits = m.group().replace(" ", "").replace("-", "")
     if not 13 <= len(digits) <= 19 or not _luhn_ok(digits):
         return None
     return m.start(), m.end(), "card", REDACTED
 
 
-def _email_hit(m: re.Match[str]) -> _Hit | None:
+def _email_hit(m: re.Match[str], text: str) -> _Hit | None:
     original = m.group()
     return m.start(), m.end(), KIND_EMAIL, mask_email(original)
 
 
-def _phone_hit(m: re.Match[str]) -> _Hit | None:
+def _phone_hit(m: re.Match[str], text: str) -> _Hit | None:
     original = m.group()
     if original[0] == "0" and not 9 <= _count_digits(original) <= 12:  # trunk-prefix format
         return None
@@ -401,14 +418,19 @@ def _phone_hit(m: re.Match[str]) -> _Hit | None:
 def _apply(
     pattern: re.Pattern[str],
     text: str,
-    hit: Callable[[re.Match[str]], _Hit | None],
+    hit: _HitFn,
     out: list[_Found],
+    haystack: str | None = None,
 ) -> str:
-    """Replace every accepted hit of ``pattern`` in ``text`` and record it in ``out``."""
+    """Replace every accepted hit of ``pattern`` in ``text`` and record it in ``out``.
+
+    ``haystack`` (same length as ``text``, e.g. its lower-cased form) is what the pattern
+    runs on, if given; replacements always apply to ``text``.
+    """
     parts: list[str] | None = None
     last = 0
-    for m in pattern.finditer(text):
-        found = hit(m)
+    for m in pattern.finditer(text if haystack is None else haystack):
+        found = hit(m, text)
         if found is None:
             continue
         start, end, kind, replacement = found
@@ -424,21 +446,57 @@ def _apply(
     return "".join(parts)
 
 
+def _apply_folded(
+    pattern: re.Pattern[str],
+    fallback: re.Pattern[str],
+    text: str,
+    lowered: str,
+    hit: _HitFn,
+    out: list[_Found],
+) -> str:
+    """Run lower-case ``pattern`` on ``lowered``, or IGNORECASE ``fallback`` if lowering moved offsets."""
+    if len(lowered) == len(text):
+        return _apply(pattern, text, hit, out, lowered)
+    return _apply(fallback, text, hit, out)
+
+
 def _redact_secrets(text: str, out: list[_Found]) -> str:
-    """Redact every secret format except card numbers, one cheap-gated pass per format."""
+    """Redact every secret format except card numbers, one cheaply gated pass per format."""
     if "-----BEGIN" in text:
         text = _apply(_PEM_RE, text, _private_key_hit, out)
     if "://" in text and "@" in text:
         text = _apply(_URL_CREDENTIALS_RE, text, _url_credentials_hit, out)
     if "eyJ" in text:
         text = _apply(_JWT_RE, text, _jwt_hit, out)
-    if any(h in text for h in _KEY_FORMAT_HINTS) or ("_" in text and any(h in text for h in _GITHUB_HINTS)):
+    if (
+        "AKIA" in text
+        or "ASIA" in text
+        or "xox" in text
+        or "AIza" in text
+        or "k_live_" in text
+        or "k_test_" in text
+        or ("gh" in text and "_" in text)
+    ):
         text = _apply(_KEY_FORMATS_RE, text, _key_format_hit, out)
+    has_separator = "=" in text or ":" in text
+    if not has_separator and " " not in text and "\t" not in text:
+        return text
     lowered = text.lower()
-    if ("=" in text or ":" in text) and any(h in lowered for h in _KEY_VALUE_HINTS):
-        text = _apply(_KEY_VALUE_RE, text, _key_value_hit, out)
+    if has_separator and (
+        "pass" in lowered
+        or "secret" in lowered
+        or "token" in lowered
+        or "key" in lowered
+        or "auth" in lowered
+        or "credential" in lowered
+        or "pwd" in lowered
+        or "cookie" in lowered
+    ):
+        redacted = _apply_folded(_KEY_VALUE_RE, _KEY_VALUE_RE_CI, text, lowered, _key_value_hit, out)
+        if redacted is not text:
+            text, lowered = redacted, redacted.lower()
     if "bearer" in lowered or "basic" in lowered:
-        text = _apply(_AUTH_HEADER_RE, text, _auth_header_hit, out)
+        text = _apply_folded(_AUTH_HEADER_RE, _AUTH_HEADER_RE_CI, text, lowered, _auth_header_hit, out)
     return text
 
 
@@ -447,12 +505,14 @@ def _mask_str(text: str, out: list[_Found]) -> str:
     if len(text) < _MIN_INTERESTING_LEN:
         return text
     if text.isalnum():
-        # No separators, "@", "+", "=" or ":": only an AWS key id or a bare card number
+        # No separators, "@", "+", "=" or ":": only an AWS/Google key or a bare card number
         # can hide here, and a bare word is never an e-mail or a phone number.
-        if "AKIA" in text or "ASIA" in text:
+        if "AKIA" in text or "ASIA" in text or "AIza" in text:
             text = _apply(_KEY_FORMATS_RE, text, _key_format_hit, out)
         if len(text) >= _CARD_MIN_DIGITS and _count_digits(text) >= _CARD_MIN_DIGITS:
             text = _apply(_CARD_RE, text, _card_hit, out)
+        return text
+    if len(text) <= _INERT_MAX_LEN and _INERT_RE.fullmatch(text) is not None:
         return text
     text = _redact_secrets(text, out)
     digits = _count_digits(text) if len(text) >= _PHONE_MIN_DIGITS else 0
@@ -460,9 +520,14 @@ def _mask_str(text: str, out: list[_Found]) -> str:
         text = _apply(_CARD_RE, text, _card_hit, out)
     if "@" in text:
         text = _apply(_EMAIL_RE, text, _email_hit, out)
-    if digits >= _PHONE_MIN_DIGITS:
+    if _may_hold_phone(text, digits):
         text = _apply(_PHONE_RE, text, _phone_hit, out)
     return text
+
+
+def _may_hold_phone(text: str, digits: int) -> bool:
+    # International numbers need "+" and 8 digits; national formats at least 9 digits.
+    return digits >= _NATIONAL_MIN_DIGITS or (digits >= _PHONE_MIN_DIGITS and "+" in text)
 
 
 def _mask_str_as(text: str, key_kind: int, out: list[_Found]) -> str:
@@ -471,9 +536,7 @@ def _mask_str_as(text: str, key_kind: int, out: list[_Found]) -> str:
     masked = _mask_str(text, out)
     if len(out) != before or not masked or REDACTED in masked:
         return masked
-    kind, forced = (
-        (KIND_EMAIL, mask_email(masked)) if key_kind == _KEY_EMAIL else (KIND_PHONE, mask_phone(masked))
-    )
+    kind, forced = (KIND_EMAIL, mask_email(masked)) if key_kind == _KEY_EMAIL else (KIND_PHONE, mask_phone(masked))
     if forced == masked:
         return masked
     out.append((kind, masked, forced))
@@ -543,8 +606,8 @@ def contains_unmasked_pii(text: str) -> bool:
     """True if ``text`` still contains something that looks like an e-mail or phone number."""
     if "@" in text and _EMAIL_RE.search(text) is not None:
         return True
-    if len(text) >= _PHONE_MIN_DIGITS and _count_digits(text) >= _PHONE_MIN_DIGITS:
-        return any(_phone_hit(m) is not None for m in _PHONE_RE.finditer(text))
+    if len(text) >= _PHONE_MIN_DIGITS and _may_hold_phone(text, _count_digits(text)):
+        return any(_phone_hit(m, text) is not None for m in _PHONE_RE.finditer(text))
     return False
 
 
@@ -589,9 +652,7 @@ class _Walk:
         original = str(value)
         masked = mask_phone(original)
         if masked != original:
-            self.pii.append(
-                PiiFinding(path=_child(parent, key), kind=KIND_PHONE, original=original, masked=masked)
-            )
+            self.pii.append(PiiFinding(path=_child(parent, key), kind=KIND_PHONE, original=original, masked=masked))
         return masked
 
     def value(self, value: Any, key_kind: int, parent: str, key: Any, depth: int) -> Any:
