@@ -18,8 +18,15 @@ log = logging.getLogger(__name__)
 
 async def start_services(runtime: Runtime) -> None:
     from app.logs.ingest import IngestWriter
+    from db.urls import plain_dsn
 
-    writer = IngestWriter(runtime.db, runtime.keyrings, max_connections=max(2, runtime.settings.db_pool_size // 2))
+    assert runtime.settings.database_url
+    writer = IngestWriter(
+        plain_dsn(runtime.settings.database_url),
+        runtime.db,
+        runtime.keyrings,
+        max_connections=max(2, runtime.settings.db_pool_size // 2),
+    )
     await writer.start()
     runtime.services["ingest"] = writer
     runtime.services["read_audit"] = await start_read_audit(runtime)

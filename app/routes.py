@@ -8,6 +8,8 @@ __all__ = ["route_handlers"]
 
 
 def route_handlers() -> list[Any]:
+    from litestar import Router
+
     from app.docs import swagger_ui
     from app.health import healthz, readyz
     from app.logs.ingest_controller import LogIngestController
@@ -15,22 +17,22 @@ def route_handlers() -> list[Any]:
     from app.tenants.controller import TenantController
     from app.users.controller import UserController
 
-    handlers: list[Any] = [
-        healthz,
-        readyz,
-        swagger_ui,
-        TenantController,
-        UserController,
-        LogIngestController,
-        LogPiiController,
-    ]
+    handlers: list[Any] = [healthz, readyz, swagger_ui, TenantController, UserController]
     for module, name in (
         ("app.auth_routes.controller", "AuthController"),
         ("app.api_keys.controller", "ApiKeyController"),
-        ("app.logs.controller", "LogController"),
-        ("app.logs.query_controller", "LogQueryController"),
     ):
         handlers.extend(_optional(module, name))
+    # Controllers sharing the path /api/v1/logs must be registered through one Router: Litestar 2.25
+    # refuses two top-level controllers on one path ("Handler already registered ... OPTIONS").
+    log_handlers: list[Any] = [LogIngestController, LogPiiController]
+    for module, name in (
+        ("app.logs.controller", "LogController"),
+        ("app.logs.query_controller", "LogQueryController"),
+        ("app.logs.query_controller", "list_logs"),  # after LogIngestController: see its docstring
+    ):
+        log_handlers.extend(_optional(module, name))
+    handlers.append(Router(path="/", route_handlers=log_handlers))
     return handlers
 
 

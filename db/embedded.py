@@ -80,6 +80,24 @@ class EmbeddedPostgres:
                 return pid
         return None
 
+    def _reap_orphans(self) -> None:
+        """Kill server processes left by a postmaster that died (they hold its shared memory).
+
+        Every PostgreSQL process runs with the data directory as its working directory, which tells the
+        orphans of this cluster apart from any other PostgreSQL on the machine.
+        """
+        orphans = []
+        for proc in psutil.process_iter(["name"]):
+            with contextlib.suppress(psutil.Error):
+                if proc.info["name"] == "postgres" and Path(proc.cwd()) == self.pgdata:
+                    orphans.append(proc)
+        for proc in orphans:
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+        if orphans:
+            log.warning("killed %d leftover PostgreSQL processes of %s", len(orphans), self.pgdata)
+            psutil.wait_procs(orphans, timeout=10)
+
     # -- public ------------------------------------------------------------------------------------
     @property
     def superuser_url(self) -> str:
@@ -106,6 +124,7 @@ class EmbeddedPostgres:
         if self._running_pid() is not None:
             log.info("adopting the embedded PostgreSQL already running on %s", self.pgdata)
             return
+        self._reap_orphans()
         options = (
             f"-c listen_addresses='' -c unix_socket_directories='{self.socket_dir}' -p {self.port}"
             " -c max_connections=200 -c shared_buffers=256MB -c fsync=on -c synchronous_commit=on"

@@ -133,6 +133,9 @@ def make_settings(database: Database, tmp_path: Path, **overrides: Any) -> Setti
         "run_worker_in_process": False,
         "log_json": False,
         "log_level": "WARNING",
+        # Generous budgets so functional tests never meet the limiter; test_rate_limits sets its own.
+        "rate_limit_log_routes": 1_000_000,
+        "rate_limit_other_routes": 1_000_000,
     }
     values.update(overrides)
     return Settings(**values)

@@ -1,0 +1,72 @@
+"""Idempotency-Key for POST /logs and /logs/bulk: a repeat within 24 h returns the first result.
+
+The key row is claimed in the same transaction as the events it stands for (see ``ingest``), so two
+concurrent requests with one key can never both insert: the loser waits for the winner's commit and then
+reads the winner's stored response. A repeat with the same key but a different body (or on the other
+route) is a ``409``. Keys are per tenant; rows older than ``TTL`` are ignored and may be reclaimed, and
+``jobs.idempotency.purge_idempotency_keys`` deletes them.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+
+from litestar import Response
+
+from app.errors import ApiError
+
+__all__ = ["HEADER", "TTL", "Claim", "StoredResponse", "parse_key", "replay"]
+
+HEADER = "Idempotency-Key"
+TTL = timedelta(hours=24)
+TTL_SQL = "interval '24 hours'"
+_KEY_RE = re.compile(r"[\x21-\x7e]{1,255}")
+
+
+@dataclass(slots=True, frozen=True)
+class Claim:
+    """What a submission will store under its key if it wins: the request fingerprint and 201 body."""
+
+    key: str
+    request_hash: bytes
+    response: bytes
+
+
+@dataclass(slots=True, frozen=True)
+class StoredResponse:
+    """The first result stored under a key (always a 201: only successful writes are stored)."""
+
+    request_hash: bytes
+    response: bytes
+
+
+def parse_key(value: str | None) -> str | None:
+    """The header's key, or ``None`` when absent; a malformed key is a 400 naming the header."""
+    if value is None:
+        return None
+    key = value.strip()
+    if not _KEY_RE.fullmatch(key):
+        raise ApiError(
+            400,
+            f"{HEADER}: must be 1-255 visible ASCII characters",
+            errors=[{"field": HEADER, "message": "must be 1-255 visible ASCII characters"}],
+        )
+    return key
+
+
+def replay(claim: Claim, stored: StoredResponse) -> Response[bytes]:
+    """The stored first result for a repeat, or a 409 when the key was used for another request."""
+    if stored.request_hash != claim.request_hash:
+        raise ApiError(
+            409,
+            f"{HEADER} {claim.key!r} was already used for a different request",
+            errors=[{"field": HEADER, "message": "already used for a different request body"}],
+        )
+    return Response(
+        content=stored.response,
+        status_code=201,
+        media_type="application/json",
+        headers={"Idempotent-Replayed": "true"},
+    )

@@ -1,0 +1,264 @@
+"""The filters of ``GET /api/v1/logs`` (shared by export, stats and stream): parsing and SQL.
+
+Parsing turns raw query parameters into a validated, normalised :class:`LogFilters`; every offending
+parameter is named in one ``422`` problem. SQL is built only from fixed fragments with ``$n`` bound
+parameters (asyncpg style), always with an explicit ``tenant_id = $1`` (partition pruning; row-level
+security is the second wall) and keyset pagination on ``("timestamp", id)``.
+
+``q`` is full-text search over the masked message and metadata values (the ``search`` column, built
+with the ``simple`` configuration) through ``websearch_to_tsquery('simple', q)``: words are ANDed,
+``"quoted phrases"``, ``or`` and ``-word`` work as in web search engines, matching is case-insensitive
+and without stemming.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Annotated, Any, Final, get_args
+
+import msgspec
+
+from app.errors import ApiError
+from app.logs.schemas import ACTION_PATTERN, Severity
+
+__all__ = [
+    "DEFAULT_LIMIT",
+    "MAX_LIMIT",
+    "SELECT_COLUMNS",
+    "ListQuery",
+    "LogFilters",
+    "build_get_sql",
+    "build_list_sql",
+    "parse_filters",
+    "parse_list_query",
+]
+
+DEFAULT_LIMIT: Final = 50
+MAX_LIMIT: Final = 1000
+MAX_Q_LENGTH: Final = 512
+SEVERITIES: Final[tuple[str, ...]] = get_args(Severity)
+_ACTION_RE: Final = re.compile(ACTION_PATTERN)
+_AwareTime = Annotated[datetime, msgspec.Meta(tz=True)]
+_ZONE_AS_SPACE: Final = re.compile(r"^(.*\d) (\d{2}(?::?\d{2})?)$")
+_TEXT_LIMITS: Final = {
+    "user_id": 256,
+    "resource_type": 64,
+    "resource_id": 256,
+    "session_id": 256,
+    "request_id": 256,
+}
+FILTER_PARAMS: Final = (
+    "start_time",
+    "end_time",
+    "user_id",
+    "action",
+    "resource_type",
+    "resource_id",
+    "severity",
+    "session_id",
+    "request_id",
+    "ip_address",
+    "q",
+)
+
+SELECT_COLUMNS: Final = (
+    'tenant_id, "timestamp", id, received_at, action, resource_type, resource_id, user_id, session_id, '
+    "request_id, severity, host(ip_address) AS ip_address, user_agent, message, payload"
+)
+
+
+class LogFilters(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """A validated filter set. Times are UTC, severities sorted and unique, the IP in canonical form."""
+
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    user_id: str | None = None
+    action: str | None = None
+    resource_type: str | None = None
+    resource_id: str | None = None
+    severity: tuple[str, ...] = ()
+    session_id: str | None = None
+    request_id: str | None = None
+    ip_address: str | None = None
+    q: str | None = None
+
+    def fingerprint(self) -> bytes:
+        """Canonical bytes of the filter set (what a cursor is bound to)."""
+        return msgspec.json.encode(self, order="sorted")
+
+    def describe(self) -> dict[str, Any]:
+        """The filters that were given, as JSON-ready values (for read auditing)."""
+        out: dict[str, Any] = msgspec.to_builtins(self)
+        return out
+
+
+class ListQuery(msgspec.Struct, frozen=True, kw_only=True):
+    filters: LogFilters
+    limit: int = DEFAULT_LIMIT
+    cursor: str | None = None
+
+
+def _one(params: Mapping[str, Sequence[str]], name: str, errors: list[dict[str, Any]]) -> str | None:
+    values = [v for v in params.get(name, ()) if v != ""]
+    if len(values) > 1:
+        errors.append({"field": name, "message": "may be given only once"})
+        return None
+    return values[0] if values else None
+
+
+def _parse_time(value: str) -> datetime:
+    # An unescaped "+" in a query string arrives as a space: "...T10:00:00 02:00" means "+02:00".
+    fixed = _ZONE_AS_SPACE.sub(r"\1+\2", value.strip())
+    ts = msgspec.json.decode(msgspec.json.encode(fixed), type=_AwareTime)
+    return ts.astimezone(UTC)
+
+
+def _time(params: Mapping[str, Sequence[str]], name: str, errors: list[dict[str, Any]]) -> datetime | None:
+    value = _one(params, name, errors)
+    if value is None:
+        return None
+    try:
+        return _parse_time(value)
+    except (msgspec.ValidationError, msgspec.DecodeError, ValueError, OverflowError):
+        errors.append({"field": name, "message": "must be an RFC 3339 date-time with a time zone"})
+        return None
+
+
+def parse_filters(params: Mapping[str, Sequence[str]], errors: list[dict[str, Any]]) -> LogFilters:
+    """Validate the filter parameters; problems are appended to ``errors`` (field + message)."""
+    start = _time(params, "start_time", errors)
+    end = _time(params, "end_time", errors)
+    if start is not None and end is not None and start > end:
+        errors.append({"field": "start_time", "message": "must not be after end_time"})
+    texts: dict[str, str | None] = {}
+    for name, max_len in _TEXT_LIMITS.items():
+        value = _one(params, name, errors)
+        if value is not None and len(value) > max_len:
+            errors.append({"field": name, "message": f"must be at most {max_len} characters"})
+            value = None
+        texts[name] = value
+    action = _one(params, "action", errors)
+    if action is not None and not _ACTION_RE.match(action):
+        errors.append({"field": "action", "message": "must be an upper-case word like CREATE or VIEW"})
+    severities: set[str] = set()
+    for raw in params.get("severity", ()):
+        for value in (v.strip() for v in raw.split(",")):
+            if not value:
+                continue
+            if value.upper() not in SEVERITIES:
+                errors.append({"field": "severity", "message": f"must be one of {', '.join(SEVERITIES)}"})
+                break
+            severities.add(value.upper())
+    ip = _one(params, "ip_address", errors)
+    if ip is not None:
+        try:
+            ip = str(ipaddress.ip_address(ip.strip()))
+        except ValueError:
+            errors.append({"field": "ip_address", "message": "must be a valid IPv4 or IPv6 address"})
+            ip = None
+    q = _one(params, "q", errors)
+    if q is not None:
+        q = q.strip() or None
+        if q is not None and len(q) > MAX_Q_LENGTH:
+            errors.append({"field": "q", "message": f"must be at most {MAX_Q_LENGTH} characters"})
+    return LogFilters(
+        start_time=start,
+        end_time=end,
+        action=action,
+        severity=tuple(s for s in SEVERITIES if s in severities),
+        ip_address=ip,
+        q=q,
+        **texts,
+    )
+
+
+def parse_list_query(params: Mapping[str, Sequence[str]]) -> ListQuery:
+    """Filters, ``limit`` and ``cursor`` of a list request, or a ``422`` naming every bad parameter."""
+    errors: list[dict[str, Any]] = []
+    filters = parse_filters(params, errors)
+    limit = DEFAULT_LIMIT
+    raw_limit = _one(params, "limit", errors)
+    if raw_limit is not None:
+        text = raw_limit.strip()
+        if not text.isascii() or not text.lstrip("+-").isdigit() or not 1 <= int(text) <= MAX_LIMIT:
+            errors.append({"field": "limit", "message": f"must be an integer from 1 to {MAX_LIMIT}"})
+        else:
+            limit = int(text)
+    cursor = _one(params, "cursor", errors)
+    if errors:
+        fields = ", ".join(dict.fromkeys(str(e["field"]) for e in errors))
+        raise ApiError(422, f"invalid query parameters: {fields}", errors=errors)
+    return ListQuery(filters=filters, limit=limit, cursor=cursor)
+
+
+class _Binder:
+    """Collects bound parameters and hands out their ``$n`` placeholders."""
+
+    def __init__(self) -> None:
+        self.args: list[Any] = []
+
+    def __call__(self, value: Any) -> str:
+        self.args.append(value)
+        return f"${len(self.args)}"
+
+
+def _where(tenant_id: uuid.UUID, filters: LogFilters, bind: _Binder) -> list[str]:
+    """Every restriction except ``severity`` (handled by the caller: one value, or one branch per value)."""
+    clauses = [f"tenant_id = {bind(tenant_id)}"]
+    if filters.start_time is not None:
+        clauses.append(f'"timestamp" >= {bind(filters.start_time)}')
+    if filters.end_time is not None:
+        clauses.append(f'"timestamp" <= {bind(filters.end_time)}')
+    for column in ("user_id", "action", "resource_type", "resource_id", "session_id", "request_id"):
+        value = getattr(filters, column)
+        if value is not None:
+            clauses.append(f"{column} = {bind(value)}")
+    if filters.ip_address is not None:
+        clauses.append(f"ip_address = {bind(filters.ip_address)}::inet")
+    if filters.q is not None:
+        clauses.append(f"search @@ websearch_to_tsquery('simple', {bind(filters.q)})")
+    return clauses
+
+
+def build_list_sql(
+    tenant_id: uuid.UUID,
+    filters: LogFilters,
+    *,
+    after: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+) -> tuple[str, list[Any]]:
+    """``SELECT`` of one page (``limit + 1`` rows, to know whether another page follows).
+
+    Queries with ``q`` read the tenant-scoped view ``audit_logs_fts`` (migration 0004) so that the GIN
+    index is usable; everything else reads ``audit_logs`` under row-level security. Several severities
+    become one ordered branch per value under a ``UNION ALL``, so each branch walks its
+    ``(severity, "timestamp", id)`` index in keyset order however rare the values are.
+    """
+    bind = _Binder()
+    clauses = _where(tenant_id, filters, bind)
+    if after is not None:
+        clauses.append(f'("timestamp", id) < ({bind(after[0])}::timestamptz, {bind(after[1])}::uuid)')
+    table = "audit_logs_fts" if filters.q is not None else "audit_logs"
+    order = 'ORDER BY "timestamp" DESC, id DESC'
+    if len(filters.severity) <= 1:
+        if filters.severity:
+            clauses.append(f"severity = {bind(filters.severity[0])}")
+        lim = bind(limit + 1)
+        return f"SELECT {SELECT_COLUMNS} FROM {table} WHERE {' AND '.join(clauses)} {order} LIMIT {lim}", bind.args
+    where = " AND ".join(clauses)
+    severities = [bind(s) for s in filters.severity]
+    lim = bind(limit + 1)
+    branches = " UNION ALL ".join(
+        f"(SELECT {SELECT_COLUMNS} FROM {table} WHERE {where} AND severity = {s} {order} LIMIT {lim})"
+        for s in severities
+    )
+    return f"SELECT * FROM ({branches}) AS page {order} LIMIT {lim}", bind.args
+
+
+def build_get_sql(tenant_id: uuid.UUID, event_id: uuid.UUID) -> tuple[str, list[Any]]:
+    """``SELECT`` of one event of the tenant by id."""
+    return f"SELECT {SELECT_COLUMNS} FROM audit_logs WHERE tenant_id = $1 AND id = $2", [tenant_id, event_id]

@@ -1,0 +1,204 @@
+"""Reading events: ``GET /api/v1/logs`` (filtered, keyset-paginated list) and ``GET /api/v1/logs/{id}``.
+
+The hot path runs one hand-written statement on the request's tenant-bound transaction through the raw
+asyncpg connection (asyncpg prepares and caches it per connection), decrypts the payloads of the rows it
+returns and nothing else, and queues a read-audit record without waiting for it to be written.
+
+Registration: ``list_logs`` is a plain handler on ``/api/v1/logs``, not part of a controller, and must be
+registered *after* any controller that also serves ``/api/v1/logs`` itself (``LogIngestController``'s
+POST): in Litestar 2 two routers/controllers on the same path both bring an automatic OPTIONS handler and
+the app refuses to start ("Handler already registered ... OPTIONS"); a plain handler added later merges.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import uuid
+from typing import TYPE_CHECKING, Annotated, Any
+
+from litestar import Controller, Request, get
+from litestar.di import NamedDependency
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.openapi.spec import OpenAPIType
+from litestar.params import FromPath, QueryParameter
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.errors import ApiError, NotFound
+from app.guards import READERS, principal_of
+from app.logs.cursor import CursorError, CursorPosition, cursor_codec
+from app.logs.query import DEFAULT_LIMIT, MAX_LIMIT, build_get_sql, build_list_sql, parse_list_query
+from app.logs.rows import row_to_event, rows_to_events
+from app.logs.schemas import EventOut, EventPage
+from app.read_audit import get_recorder
+from app.runtime import Runtime
+
+if TYPE_CHECKING:
+    from app.auth.principal import Principal
+
+__all__ = ["LogQueryController", "list_logs"]
+
+_TIME_DOC = "RFC 3339 date-time with a zone (e.g. 2026-01-31T12:00:00Z); naive times are refused. Inclusive."
+_Q_DOC = (
+    "Full-text search over the (masked) message and metadata values, web-search syntax: words are ANDed, "
+    '"quoted phrase", `or`, `-word`; case-insensitive, no stemming (PostgreSQL `simple` configuration).'
+)
+
+_LIST_PROBLEMS = {
+    400: ResponseSpec(None, description="Bad, tampered or mismatched `cursor` (problem details naming `cursor`)"),
+    401: ResponseSpec(None, description="No or bad credentials"),
+    403: ResponseSpec(None, description="Role may not read events"),
+    422: ResponseSpec(None, description="Invalid query parameters; `errors` names each one"),
+    500: ResponseSpec(None, description="An event payload failed its integrity check (no detail is given)"),
+}
+_GET_PROBLEMS = {
+    401: _LIST_PROBLEMS[401],
+    403: _LIST_PROBLEMS[403],
+    404: ResponseSpec(None, description="No such event in the caller's tenant"),
+    500: _LIST_PROBLEMS[500],
+}
+
+
+async def _driver(session: AsyncSession) -> Any:
+    """The asyncpg connection under the session's tenant-bound transaction."""
+    raw = await (await session.connection()).get_raw_connection()
+    return raw.driver_connection
+
+
+def _audit(
+    request: Request[Any, Any, Any],
+    runtime: Runtime,
+    principal: Principal,
+    route: str,
+    details: dict[str, Any],
+    *,
+    resource_id: str | None = None,
+) -> None:
+    client = request.client.host if request.client else None
+    try:
+        ip = str(ipaddress.ip_address(client)) if client else None
+    except ValueError:
+        ip = None
+    get_recorder(runtime).record_read(
+        principal,
+        "VIEW",
+        route,
+        details,
+        resource_id=resource_id,
+        request_id=request.scope.get("state", {}).get("request_id"),
+        ip_address=ip,
+        user_agent=request.headers.get("user-agent"),
+    )
+
+
+@get(
+    "/api/v1/logs",
+    guards=[READERS],
+    tags=["logs"],
+    name="list_logs",
+    responses=_LIST_PROBLEMS,
+    summary="List and search events (newest first, keyset pagination)",
+    description=(
+        "Events of the caller's tenant, `timestamp` desc then `id` desc. All filters are ANDed. "
+        "`next_cursor` is an opaque token bound to the tenant and to this exact filter set; pass it as "
+        "`cursor` with the same filters for the next page (`limit` may change). It is `null` on the last "
+        "page. Pages stay disjoint and complete while new events arrive. Invalid parameters answer 422 "
+        "naming each one; a bad, tampered or mismatched cursor answers 400."
+    ),
+)
+async def list_logs(
+    request: Request[Any, Any, Any],
+    session: NamedDependency[AsyncSession],
+    runtime: NamedDependency[Runtime],
+    start_time: Annotated[str | None, QueryParameter(description=_TIME_DOC, format="date-time")] = None,
+    end_time: Annotated[str | None, QueryParameter(description=_TIME_DOC, format="date-time")] = None,
+    user_id: Annotated[str | None, QueryParameter(description="The actor (exact match).")] = None,
+    action: Annotated[str | None, QueryParameter(description="e.g. CREATE, VIEW (exact match).")] = None,
+    resource_type: Annotated[str | None, QueryParameter(description="Exact match.")] = None,
+    resource_id: Annotated[str | None, QueryParameter(description="Exact match.")] = None,
+    severity: Annotated[
+        list[str] | None,
+        QueryParameter(description="INFO, WARNING, ERROR, CRITICAL; repeatable (or comma-separated)."),
+    ] = None,
+    session_id: Annotated[str | None, QueryParameter(description="Exact match.")] = None,
+    request_id: Annotated[str | None, QueryParameter(description="Exact match (correlation id).")] = None,
+    ip_address: Annotated[str | None, QueryParameter(description="An IPv4 or IPv6 address.")] = None,
+    q: Annotated[str | None, QueryParameter(description=_Q_DOC)] = None,
+    limit: Annotated[
+        str | None,
+        QueryParameter(
+            description=f"Page size, 1-{MAX_LIMIT} (default {DEFAULT_LIMIT}).",
+            schema_extra={
+                "one_of": None,
+                "type": OpenAPIType.INTEGER,
+                "minimum": 1,
+                "maximum": MAX_LIMIT,
+                "default": DEFAULT_LIMIT,
+            },
+        ),
+    ] = None,
+    cursor: Annotated[str | None, QueryParameter(description="`next_cursor` of the previous page.")] = None,
+) -> EventPage:
+    principal = principal_of(request)
+    query = parse_list_query(request.query_params.dict())
+    tenant_id = principal.tenant_id
+    fingerprint = query.filters.fingerprint()
+    codec = cursor_codec(runtime.settings.master_key or "")
+    after = None
+    if query.cursor is not None:
+        try:
+            pos = codec.decode(query.cursor, tenant_id=tenant_id, fingerprint=fingerprint)
+        except CursorError as exc:
+            raise ApiError(400, f"invalid cursor: {exc}", errors=[{"field": "cursor", "message": str(exc)}]) from None
+        after = (pos.timestamp, pos.id)
+    sql, args = build_list_sql(tenant_id, query.filters, after=after, limit=query.limit)
+    pg = await _driver(session)
+    rows = await pg.fetch(sql, *args)
+    more = len(rows) > query.limit
+    if more:
+        rows = rows[: query.limit]
+    keyring = await runtime.keyrings.get(session, tenant_id)
+    items = rows_to_events(rows, keyring)
+    next_cursor = None
+    if more:
+        last = items[-1]
+        next_cursor = codec.encode(
+            CursorPosition(timestamp=last.timestamp, id=last.id),
+            tenant_id=tenant_id,
+            fingerprint=fingerprint,
+        )
+    details = {"filters": query.filters.describe(), "count": len(items), "limit": query.limit,
+               "continued": query.cursor is not None}  # fmt: skip
+    _audit(request, runtime, principal, "/api/v1/logs", details)
+    return EventPage(items=items, next_cursor=next_cursor)
+
+
+class LogQueryController(Controller):
+    path = "/api/v1/logs"
+    tags = ["logs"]
+
+    @get(
+        ["/{event_id:uuid}"],
+        guards=[READERS],
+        summary="One event by id",
+        description="The event, or 404 if it does not exist in the caller's tenant.",
+        responses=_GET_PROBLEMS,
+    )
+    async def get_event(
+        self,
+        request: Request[Any, Any, Any],
+        session: NamedDependency[AsyncSession],
+        runtime: NamedDependency[Runtime],
+        event_id: FromPath[uuid.UUID],
+    ) -> EventOut:
+        principal = principal_of(request)
+        sql, args = build_get_sql(principal.tenant_id, event_id)
+        pg = await _driver(session)
+        row = await pg.fetchrow(sql, *args)
+        found = row is not None
+        event = None
+        if row is not None:
+            event = row_to_event(row, await runtime.keyrings.get(session, principal.tenant_id))
+        _audit(request, runtime, principal, "/api/v1/logs/{id}", {"count": int(found)}, resource_id=str(event_id))
+        if event is None:
+            raise NotFound("event")
+        return event

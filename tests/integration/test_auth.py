@@ -1,0 +1,252 @@
+"""Login, refresh rotation, logout (also across processes), forged tokens and account lockout."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import jwt
+import pytest
+
+from app.auth_routes import service as auth_service
+from tests.conftest import (
+    OPERATOR_PASSWORD,
+    ApiClient,
+    Database,
+    login,
+    make_settings,
+    make_tenant,
+    running_app,
+)
+
+SECRET = "s" * 48  # the key of make_settings' "test1" kid
+TOKEN = "/api/v1/auth/token"
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def _token(client: ApiClient, tenant: str, username: str, password: str) -> dict[str, Any]:
+    response = await client.post(TOKEN, json={"tenant": tenant, "username": username, "password": password})
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def test_login_returns_a_pair_and_the_jwt_carries_the_contract_claims(client: ApiClient) -> None:
+    tenant = await make_tenant(client)
+    body = await _token(client, tenant.id, "admin", tenant.passwords["admin"])  # by id, not only by name
+    assert body["token_type"] == "bearer"
+    assert body["expires_in"] == 900
+    assert body["refresh_token"].startswith("rt_")
+    claims = jwt.decode(body["access_token"], options={"verify_signature": False})
+    assert {"sub", "tid", "role", "sid", "jti", "iat", "exp", "iss", "aud"} <= claims.keys()
+    assert claims["tid"] == tenant.id and claims["role"] == "Admin"
+    assert (await client.get("/api/v1/users", headers=_bearer(body["access_token"]))).status_code == 200
+
+
+async def test_login_opens_a_session_and_stores_only_the_refresh_token_hash(
+    client: ApiClient, database: Database
+) -> None:
+    body = await _token(client, "platform", "operator", OPERATOR_PASSWORD)
+    sid = uuid.UUID(jwt.decode(body["access_token"], options={"verify_signature": False})["sid"])
+    conn = await asyncpg.connect(database.dsn(database.owner_url))
+    try:
+        session = await conn.fetchrow("SELECT expires_at > now() AS live, revoked_at FROM sessions WHERE id = $1", sid)
+        tokens = await conn.fetch("SELECT * FROM refresh_tokens WHERE session_id = $1", sid)
+    finally:
+        await conn.close()
+    assert session is not None and session["live"] and session["revoked_at"] is None
+    assert len(tokens) == 1
+    assert bytes(tokens[0]["token_hash"]) == hashlib.sha256(body["refresh_token"].encode()).digest()
+    secret = body["refresh_token"].rsplit("_", 1)[1]
+    assert all(secret not in str(value) for value in dict(tokens[0]).values())
+
+
+async def test_failed_logins_are_indistinguishable(client: ApiClient) -> None:
+    tenant = await make_tenant(client)
+    headers = {"X-Request-ID": "same-request-id"}
+    attempts = [
+        {"tenant": "no-such-tenant", "username": "admin", "password": tenant.passwords["admin"]},
+        {"tenant": tenant.name, "username": "nobody", "password": tenant.passwords["admin"]},
+        {"tenant": tenant.name, "username": "admin", "password": "wrong-password"},
+    ]
+    responses = []
+    for body in attempts:
+        started = time.perf_counter()
+        response = await client.post(TOKEN, json=body, headers=headers)
+        responses.append((response, time.perf_counter() - started))
+    for response, _ in responses:
+        assert response.status_code == 401
+        assert response.headers["www-authenticate"].startswith("Bearer")
+        assert response.headers["content-type"].startswith("application/problem+json")
+    assert len({r.content for r, _ in responses}) == 1, [r.text for r, _ in responses]
+    durations = [d for _, d in responses]
+    assert min(durations) > 0.005  # every path spends a password hash (argon2 takes tens of ms)
+
+
+async def test_lockout_refuses_even_the_right_password_then_expires(
+    client: ApiClient, database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(auth_service, "LOCK_BASE_SECONDS", 1.5)
+    tenant = await make_tenant(client)
+    good = {"tenant": tenant.name, "username": "user", "password": tenant.passwords["user"]}
+    bad = {**good, "password": "not-the-password"}
+    headers = {"X-Request-ID": "lock"}
+    wrong = await client.post(TOKEN, json=bad, headers=headers)
+    for _ in range(auth_service.LOCK_THRESHOLD - 1):
+        assert (await client.post(TOKEN, json=bad, headers=headers)).status_code == 401
+    locked = await client.post(TOKEN, json=good, headers=headers)
+    assert locked.status_code == 401
+    assert locked.content == wrong.content  # the lock is not revealed
+    await asyncio.sleep(1.6)
+    assert (await client.post(TOKEN, json=good)).status_code == 200
+    conn = await asyncpg.connect(database.dsn(database.owner_url))
+    try:
+        row = await conn.fetchrow(
+            "SELECT failed_logins, locked_until FROM users WHERE tenant_id = $1 AND username = 'user'",
+            uuid.UUID(tenant.id),
+        )
+    finally:
+        await conn.close()
+    assert row["failed_logins"] == 0 and row["locked_until"] is None  # success resets the counter
+
+
+async def test_lock_period_grows_after_each_further_failure(client: ApiClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(auth_service, "LOCK_BASE_SECONDS", 0.5)
+    tenant = await make_tenant(client)
+    good = {"tenant": tenant.name, "username": "user", "password": tenant.passwords["user"]}
+    bad = {**good, "password": "not-the-password"}
+    for _ in range(auth_service.LOCK_THRESHOLD):
+        await client.post(TOKEN, json=bad)
+    await asyncio.sleep(0.6)  # first lock (0.5 s) over; one more failure locks for 1 s
+    assert (await client.post(TOKEN, json=bad)).status_code == 401
+    await asyncio.sleep(0.6)
+    assert (await client.post(TOKEN, json=good)).status_code == 401  # still locked (doubled period)
+    await asyncio.sleep(0.6)
+    assert (await client.post(TOKEN, json=good)).status_code == 200
+
+
+async def test_refresh_rotates_and_reuse_revokes_the_session(client: ApiClient) -> None:
+    tenant = await make_tenant(client)
+    first = await _token(client, tenant.name, "admin", tenant.passwords["admin"])
+    second = (await client.post("/api/v1/auth/refresh", json={"refresh_token": first["refresh_token"]})).json()
+    assert second["refresh_token"] != first["refresh_token"]
+    assert (await client.get("/api/v1/users", headers=_bearer(second["access_token"]))).status_code == 200
+    third = await client.post("/api/v1/auth/refresh", json={"refresh_token": second["refresh_token"]})
+    assert third.status_code == 200
+    newest = third.json()
+
+    reuse = await client.post("/api/v1/auth/refresh", json={"refresh_token": first["refresh_token"]})
+    assert reuse.status_code == 401
+    assert reuse.headers["www-authenticate"].startswith("Bearer")
+    # The whole session is gone: its access tokens and its newest refresh token.
+    for access in (first["access_token"], newest["access_token"]):
+        assert (await client.get("/api/v1/users", headers=_bearer(access))).status_code == 401
+    again = await client.post("/api/v1/auth/refresh", json={"refresh_token": newest["refresh_token"]})
+    assert again.status_code == 401
+    # Other sessions of the same user are untouched.
+    assert (await client.get("/api/v1/users", headers=tenant.admin)).status_code == 200
+
+
+async def test_expired_refresh_token_is_refused(database: Database, tmp_path: Path) -> None:
+    async with running_app(make_settings(database, tmp_path, refresh_token_ttl_seconds=1)) as client:
+        pair = await _token(client, "platform", "operator", OPERATOR_PASSWORD)
+        await asyncio.sleep(1.2)
+        response = await client.post("/api/v1/auth/refresh", json={"refresh_token": pair["refresh_token"]})
+        assert response.status_code == 401
+
+
+@pytest.mark.parametrize(
+    "token",
+    ["garbage", "rt_" + "0" * 32 + "_" + "A" * 43, "rt_nothex_" + "A" * 43],
+)
+async def test_unknown_refresh_tokens_are_refused(client: ApiClient, token: str) -> None:
+    response = await client.post("/api/v1/auth/refresh", json={"refresh_token": token})
+    assert response.status_code == 401
+
+
+async def test_refresh_and_login_reject_unknown_fields(client: ApiClient) -> None:
+    response = await client.post(
+        TOKEN, json={"tenant": "platform", "username": "operator", "password": OPERATOR_PASSWORD, "role": "Admin"}
+    )
+    assert response.status_code == 400
+
+
+async def test_logout_revokes_every_token_of_the_session(client: ApiClient) -> None:
+    tenant = await make_tenant(client)
+    pair = await _token(client, tenant.name, "auditor", tenant.passwords["auditor"])
+    logout = await client.post("/api/v1/auth/logout", headers=_bearer(pair["access_token"]))
+    assert logout.status_code == 204
+    after = await client.post("/api/v1/auth/logout", headers=_bearer(pair["access_token"]))
+    assert after.status_code == 401
+    refreshed = await client.post("/api/v1/auth/refresh", json={"refresh_token": pair["refresh_token"]})
+    assert refreshed.status_code == 401
+    assert (await client.post("/api/v1/auth/logout")).status_code == 401  # anonymous
+
+
+async def test_logout_reaches_another_instance_within_a_second(database: Database, tmp_path: Path) -> None:
+    async with (
+        running_app(make_settings(database, tmp_path / "a")) as a,
+        running_app(make_settings(database, tmp_path / "b")) as b,
+    ):
+        assert a.app is not b.app
+        headers = await login(a, "platform", "operator", OPERATOR_PASSWORD)
+        assert (await b.get("/api/v1/tenants", headers=headers)).status_code == 200
+        assert (await a.post("/api/v1/auth/logout", headers=headers)).status_code == 204
+        started = time.monotonic()
+        status = 200
+        while time.monotonic() - started < 1.0:
+            status = (await b.get("/api/v1/tenants", headers=headers)).status_code
+            if status == 401:
+                break
+            await asyncio.sleep(0.05)
+        assert status == 401, "instance B still accepts a token logged out through A"
+
+
+def _b64(part: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(part).encode()).rstrip(b"=").decode()
+
+
+async def test_forged_tokens_are_refused(client: ApiClient) -> None:
+    tenant = await make_tenant(client)
+    pair = await _token(client, tenant.name, "user", tenant.passwords["user"])
+    good = pair["access_token"]
+    claims = jwt.decode(good, options={"verify_signature": False})
+    now = int(time.time())
+
+    def signed(changes: dict[str, Any], *, key: str = SECRET, kid: str = "test1") -> str:
+        return jwt.encode({**claims, **changes}, key, algorithm="HS256", headers={"kid": kid})
+
+    header, _payload, signature = good.split(".")
+    tampered_payload = _b64({**claims, "role": "Admin"})
+    forged = {
+        "alg none": f"{_b64({'alg': 'none', 'typ': 'JWT', 'kid': 'test1'})}.{_b64(claims)}.",
+        "alg none (pyjwt)": jwt.encode(claims, "", algorithm="none", headers={"kid": "test1"}),
+        "wrong key": signed({}, key="x" * 48),
+        "tampered claims": f"{header}.{tampered_payload}.{signature}",
+        "wrong audience": signed({"aud": "someone-else"}),
+        "wrong issuer": signed({"iss": "someone-else"}),
+        "expired": signed({"iat": now - 4000, "nbf": now - 4000, "exp": now - 3000}),
+        "unknown kid": signed({}, kid="nope"),
+        "missing sid": jwt.encode(
+            {k: v for k, v in claims.items() if k != "sid"}, SECRET, algorithm="HS256", headers={"kid": "test1"}
+        ),
+    }
+    # The control: a correctly signed token with the same claims works, so each refusal is the forgery's.
+    assert (await client.get("/api/v1/tenants/", headers=_bearer(signed({})))).status_code == 403
+    for name, token in forged.items():
+        response = await client.get("/api/v1/users", headers=_bearer(token))
+        assert response.status_code == 401, name
+        assert response.headers["www-authenticate"].startswith("Bearer"), name
+
+    assert (await client.post("/api/v1/auth/logout", headers=_bearer(good))).status_code == 204
+    assert (await client.get("/api/v1/users", headers=_bearer(signed({})))).status_code == 401  # revoked sid
