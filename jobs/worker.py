@@ -14,13 +14,17 @@ from saq import CronJob, Worker
 
 from app.settings import Settings
 from db.tenancy import TenantDB
+from jobs.idempotency import purge_idempotency_keys
 from jobs.queue import make_queue
 from jobs.tasks import precreate_partitions
 
 __all__ = ["FUNCTIONS", "InProcessWorker", "build_worker", "run_worker", "start_worker"]
 
-FUNCTIONS = [precreate_partitions]
-CRON_JOBS: list[CronJob[Any]] = [CronJob(precreate_partitions, cron="17 * * * *", timeout=300)]
+FUNCTIONS = [precreate_partitions, purge_idempotency_keys]
+CRON_JOBS: list[CronJob[Any]] = [
+    CronJob(precreate_partitions, cron="17 * * * *", timeout=300),
+    CronJob(purge_idempotency_keys, cron="*/15 * * * *", timeout=300),
+]
 
 
 def build_worker(settings: Settings, *, handle_signals: bool = True) -> Worker:
