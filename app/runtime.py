@@ -10,6 +10,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+import asyncpg
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -41,7 +42,7 @@ class Runtime:
 
     async def close(self) -> None:
         await self.revocations.stop()
-        await self.engine.dispose()
+        await self.db.close()
 
 
 def make_engine(settings: Settings) -> AsyncEngine:
@@ -83,7 +84,13 @@ async def build_runtime(settings: Settings) -> Runtime:
     except Exception:
         await engine.dispose()
         raise
-    db = TenantDB(engine)
+    pool = await asyncpg.create_pool(
+        plain_dsn(settings.database_url or ""),
+        min_size=0,  # connect lazily: the API starts even while the database is still coming up
+        max_size=settings.db_pool_size,
+        server_settings={"application_name": "auditlog-api"},
+    )
+    db = TenantDB(engine, pool)
     tokens = TokenService(
         settings.jwt_keys(),
         issuer=settings.jwt_issuer,

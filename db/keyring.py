@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import uuid
 
+import asyncpg
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.crypto import MasterKey, TenantKeyring, new_data_key, unwrap_data_key, wrap_data_key
 
 __all__ = ["KeyringStore"]
+
+_KEYS_SQL = "SELECT key_id, wrapped_key, retired_at FROM tenant_keys WHERE tenant_id = $1 ORDER BY key_id"
+
+_KEYS_SQL = "SELECT key_id, wrapped_key, retired_at FROM tenant_keys WHERE tenant_id = $1 ORDER BY key_id"
 
 
 class KeyringStore:
@@ -48,28 +53,25 @@ class KeyringStore:
             },
         )
 
-    async def get(self, session: AsyncSession, tenant_id: uuid.UUID) -> TenantKeyring:
-        """The tenant's keyring (session must be bound to ``tenant_id``)."""
+    async def get(self, conn: AsyncSession | asyncpg.Connection, tenant_id: uuid.UUID) -> TenantKeyring:
+        """The tenant's keyring, from the cache or loaded through ``conn`` (bound to ``tenant_id``)."""
         ring = self._cache.get(tenant_id)
         if ring is not None:
             return ring
-        rows = (
-            await session.execute(
-                text("SELECT key_id, wrapped_key, retired_at FROM tenant_keys WHERE tenant_id = :t ORDER BY key_id"),
-                {"t": tenant_id},
-            )
-        ).all()
+        if isinstance(conn, AsyncSession):
+            rows = (await conn.execute(text(_KEYS_SQL.replace("$1", ":t")), {"t": tenant_id})).all()
+        else:
+            rows = await conn.fetch(_KEYS_SQL, tenant_id)
         if not rows:
             raise LookupError(f"tenant {tenant_id} has no data key")
-        keys = {r.key_id: unwrap_data_key(self.master, tenant_id, r.key_id, bytes(r.wrapped_key)) for r in rows}
-        active_id = (
-            max(r.key_id for r in rows if r.retired_at is None)
-            if any(r.retired_at is None for r in rows)
-            else max(keys)
-        )
-        ring = TenantKeyring(tenant_id, keys[active_id], keys)
+        keys = {r[0]: unwrap_data_key(self.master, tenant_id, r[0], bytes(r[1])) for r in rows}
+        live = [r[0] for r in rows if r[2] is None]
+        ring = TenantKeyring(tenant_id, keys[max(live) if live else max(keys)], keys)
         self._cache[tenant_id] = ring
         return ring
+
+    def cached(self, tenant_id: uuid.UUID) -> TenantKeyring | None:
+        return self._cache.get(tenant_id)
 
     def forget(self, tenant_id: uuid.UUID) -> None:
         self._cache.pop(tenant_id, None)

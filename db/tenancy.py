@@ -1,10 +1,12 @@
 """The tenant boundary in the database: every transaction the API opens is bound to one tenant.
 
-``TenantDB`` is the only way application code reaches PostgreSQL. ``tenant(tid)`` opens a transaction and
-sets ``auditlog.tenant_id`` for it (``set_config(..., true)``, so it ends with the transaction and never
-leaks to the next user of a pooled connection); row-level security then hides every other tenant's rows.
-``system()`` opens one with no tenant: it sees no tenant rows at all and is used only to call the
-``SECURITY DEFINER`` look-ups that run before a tenant is known (login, API keys).
+``TenantDB`` is the only way application code reaches PostgreSQL, and ``bind_tenant`` the only place a
+transaction is bound to a tenant. ``tenant(tid)`` (an SQLAlchemy session) and ``raw(tid)`` (an asyncpg
+connection, for the hot paths) open a transaction with ``auditlog.tenant_id`` set for it
+(``set_config(..., true)``, so it ends with the transaction and never leaks to the next user of a pooled
+connection); row-level security then hides every other tenant's rows. ``system()`` opens one with no
+tenant: it sees no tenant rows at all and is used only to call the ``SECURITY DEFINER`` look-ups that run
+before a tenant is known (login, API keys).
 """
 
 from __future__ import annotations
@@ -13,20 +15,44 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator
 
+import asyncpg
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
-__all__ = ["SET_TENANT_SQL", "TenantDB"]
+__all__ = ["SET_TENANT_SQL", "TenantDB", "bind_tenant"]
 
 SET_TENANT_SQL = "SELECT set_config('auditlog.tenant_id', $1, true)"
 _SET_TENANT = text("SELECT set_config('auditlog.tenant_id', :tid, true)")
 
 
-class TenantDB:
-    """Tenant-bound transactions over the API role's engine."""
+@contextlib.asynccontextmanager
+async def bind_tenant(
+    conn: asyncpg.Connection, tenant_id: uuid.UUID, *, readonly: bool = False
+) -> AsyncIterator[asyncpg.Connection]:
+    """A transaction on an asyncpg connection bound to ``tenant_id`` (BEGIN and the tenant in one round trip).
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    The tenant id must be a ``uuid.UUID`` (hex digits and dashes only), so inlining it in the simple
+    query is safe; the simple-query protocol is what lets BEGIN and the binding share one round trip.
+    """
+    if not isinstance(tenant_id, uuid.UUID):
+        raise TypeError("tenant_id must be a uuid.UUID")
+    mode = " READ ONLY" if readonly else ""
+    await conn.execute(f"BEGIN{mode}; SELECT set_config('auditlog.tenant_id', '{tenant_id}', true)")
+    try:
+        yield conn
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await conn.execute("ROLLBACK")
+        raise
+    await conn.execute("COMMIT")
+
+
+class TenantDB:
+    """Tenant-bound transactions over the API role's engine (and its raw asyncpg pool)."""
+
+    def __init__(self, engine: AsyncEngine, pool: asyncpg.Pool | None = None) -> None:
         self.engine = engine
+        self.pool = pool
         self._sessions = async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
 
     @contextlib.asynccontextmanager
@@ -39,9 +65,17 @@ class TenantDB:
 
     @contextlib.asynccontextmanager
     async def tenant_connection(self, tenant_id: uuid.UUID) -> AsyncIterator[AsyncConnection]:
-        """Like ``tenant`` but a Core connection (for COPY and hand-written hot-path SQL)."""
+        """Like ``tenant`` but a Core connection."""
         async with self.engine.begin() as conn:
             await conn.execute(_SET_TENANT, {"tid": str(tenant_id)})
+            yield conn
+
+    @contextlib.asynccontextmanager
+    async def raw(self, tenant_id: uuid.UUID, *, readonly: bool = False) -> AsyncIterator[asyncpg.Connection]:
+        """An asyncpg connection in a transaction bound to ``tenant_id`` (the read hot path)."""
+        if self.pool is None:
+            raise RuntimeError("TenantDB was built without an asyncpg pool")
+        async with self.pool.acquire() as conn, bind_tenant(conn, tenant_id, readonly=readonly):
             yield conn
 
     @contextlib.asynccontextmanager
@@ -49,3 +83,8 @@ class TenantDB:
         """A transaction with no tenant: tenant tables look empty; definer look-ups only."""
         async with self._sessions() as session, session.begin():
             yield session
+
+    async def close(self) -> None:
+        if self.pool is not None:
+            await self.pool.close()
+        await self.engine.dispose()

@@ -19,6 +19,7 @@ from app.auth.principal import Principal, Role
 __all__ = ["AccessTokenClaims", "InvalidToken", "TokenService"]
 
 ALGORITHM = "HS256"
+_CACHE_SIZE = 50_000
 REQUIRED = ["sub", "tid", "role", "sid", "jti", "iat", "exp", "iss", "aud"]
 
 
@@ -47,6 +48,7 @@ class TokenService:
         self.issuer = issuer
         self.audience = audience
         self.ttl_seconds = ttl_seconds
+        self._verified: dict[str, tuple[Principal, float]] = {}
 
     def issue(self, *, user_id: uuid.UUID, tenant_id: uuid.UUID, role: Role, session_id: uuid.UUID) -> str:
         now = int(time.time())
@@ -65,6 +67,18 @@ class TokenService:
         return jwt.encode(claims, self._signing_key, algorithm=ALGORITHM, headers={"kid": self._signing_kid})
 
     def verify(self, token: str) -> Principal:
+        """The principal of a valid token. Verified tokens are remembered until they expire, so a client
+        sending the same token on every request pays for the signature check once."""
+        cached = self._verified.get(token)
+        if cached is not None and cached[1] > time.time():
+            return cached[0]
+        principal, expires = self._verify(token)
+        if len(self._verified) >= _CACHE_SIZE:
+            self._verified.clear()
+        self._verified[token] = (principal, expires)
+        return principal
+
+    def _verify(self, token: str) -> tuple[Principal, float]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
@@ -85,7 +99,7 @@ class TokenService:
                 leeway=5,
             )
             role = Role(claims["role"])
-            return Principal(
+            principal = Principal(
                 tenant_id=uuid.UUID(claims["tid"]),
                 subject_id=uuid.UUID(claims["sub"]),
                 role=role,
@@ -93,5 +107,6 @@ class TokenService:
                 session_id=uuid.UUID(claims["sid"]),
                 token_id=str(claims["jti"]),
             )
+            return principal, float(claims["exp"])
         except (jwt.PyJWTError, ValueError, KeyError, TypeError) as exc:
             raise InvalidToken("invalid token") from exc

@@ -2,7 +2,7 @@
 
 Concurrent POST /logs (and small bulk) submissions are collected for a short window, grouped per tenant,
 and each tenant's group is written in ONE transaction on the writer's own asyncpg pool (four round trips):
-BEGIN with the tenant bound (``tenant_transaction``, the only place that sets it), claim the
+BEGIN with the tenant bound (``db.tenancy.bind_tenant``, the only place that sets it), claim the
 Idempotency-Keys (if any), COPY the rows into the session's TEMP staging table (COPY cannot target a table
 with row-level security), then one statement that takes the tenant's next ``seq`` range (the row lock
 makes seq order commit order), ``INSERT .. SELECT``s into ``audit_logs`` (RLS WITH CHECK applies there),
@@ -20,18 +20,17 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 import asyncpg
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.logs.idempotency import TTL_SQL, Claim, StoredResponse
 from app.logs.prepare import PreparedEvent
 from db.crypto import TenantKeyring
 from db.keyring import KeyringStore
-from db.tenancy import TenantDB
+from db.tenancy import TenantDB, bind_tenant
 
 __all__ = [
     "NOTIFY_CHANNEL",
@@ -39,7 +38,6 @@ __all__ = [
     "IngestWriter",
     "Outcome",
     "WriterUnavailable",
-    "tenant_transaction",
 ]
 
 log = logging.getLogger(__name__)
@@ -270,7 +268,7 @@ class IngestWriter:
     async def _transaction(
         self, conn: asyncpg.Connection, keyring: TenantKeyring, tenant_id: uuid.UUID, subs: list[_Submission]
     ) -> list[Outcome]:
-        async with tenant_transaction(conn, tenant_id):
+        async with bind_tenant(conn, tenant_id):
             replays = await _claim_keys(conn, tenant_id, subs)
             winners = [s for s in subs if id(s) not in replays]
             records = _records(keyring, [e for s in winners for e in s.events])
@@ -279,39 +277,12 @@ class IngestWriter:
         return [Outcome(replays.get(id(s))) for s in subs]
 
     async def _keyring(self, tenant_id: uuid.UUID) -> TenantKeyring:
-        """The tenant's keyring: cached by ``KeyringStore``; a miss loads it in a tenant-bound session."""
-        return await self.keyrings.get(cast(AsyncSession, _LazySession(self.db, tenant_id)), tenant_id)
-
-
-class _LazySession:
-    """Stands in for a session in ``KeyringStore.get``: opens a tenant transaction only on a cache miss."""
-
-    def __init__(self, db: TenantDB, tenant_id: uuid.UUID) -> None:
-        self.db = db
-        self.tenant_id = tenant_id
-
-    async def execute(self, *args: Any, **kwargs: Any) -> Any:
-        async with self.db.tenant(self.tenant_id) as session:
-            return await session.execute(*args, **kwargs)
-
-
-@contextlib.asynccontextmanager
-async def tenant_transaction(conn: asyncpg.Connection, tenant_id: uuid.UUID) -> AsyncIterator[None]:
-    """The one place the writer binds a transaction to a tenant (BEGIN and the tenant in one round trip).
-
-    ``set_config(..., true)`` ends with the transaction, exactly like ``db.tenancy.SET_TENANT_SQL``; the
-    tenant id is a ``uuid.UUID`` (hex and dashes only), so inlining it in the simple query is safe.
-    """
-    if not isinstance(tenant_id, uuid.UUID):
-        raise TypeError("tenant_id must be a uuid.UUID")
-    await conn.execute(f"BEGIN; SELECT set_config('auditlog.tenant_id', '{tenant_id}', true)")
-    try:
-        yield
-    except BaseException:
-        with contextlib.suppress(Exception):
-            await conn.execute("ROLLBACK")
-        raise
-    await conn.execute("COMMIT")
+        """The tenant's keyring: cached by ``KeyringStore``; a miss loads it in a tenant-bound transaction."""
+        keyring = self.keyrings.cached(tenant_id)
+        if keyring is not None:
+            return keyring
+        async with self.db.tenant(tenant_id) as session:
+            return await self.keyrings.get(session, tenant_id)
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:

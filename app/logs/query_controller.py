@@ -1,8 +1,9 @@
 """Reading events: ``GET /api/v1/logs`` (filtered, keyset-paginated list) and ``GET /api/v1/logs/{id}``.
 
-The hot path runs one hand-written statement on the request's tenant-bound transaction through the raw
-asyncpg connection (asyncpg prepares and caches it per connection), decrypts the payloads of the rows it
-returns and nothing else, and queues a read-audit record without waiting for it to be written.
+The hot path runs one hand-written statement in a read-only transaction bound to the caller's tenant
+(``TenantDB.raw``: asyncpg, which prepares and caches it per connection), decrypts the payloads of the
+rows it returns and nothing else (their JSON is passed through, not parsed again), and queues a
+read-audit record without waiting for it to be written.
 
 Registration: ``list_logs`` is a plain handler on ``/api/v1/logs``, not part of a controller, and must be
 registered *after* any controller that also serves ``/api/v1/logs`` itself (``LogIngestController``'s
@@ -16,18 +17,18 @@ import ipaddress
 import uuid
 from typing import TYPE_CHECKING, Annotated, Any
 
-from litestar import Controller, Request, get
+import msgspec
+from litestar import Controller, MediaType, Request, Response, get
 from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import OpenAPIType
 from litestar.params import FromPath, QueryParameter
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.errors import ApiError, NotFound
 from app.guards import READERS, principal_of
 from app.logs.cursor import CursorError, CursorPosition, cursor_codec
 from app.logs.query import DEFAULT_LIMIT, MAX_LIMIT, build_get_sql, build_list_sql, parse_list_query
-from app.logs.rows import row_to_event, rows_to_events
+from app.logs.rows import PageWire, row_to_wire, rows_to_wire
 from app.logs.schemas import EventOut, EventPage
 from app.read_audit import get_recorder
 from app.runtime import Runtime
@@ -58,10 +59,9 @@ _GET_PROBLEMS = {
 }
 
 
-async def _driver(session: AsyncSession) -> Any:
-    """The asyncpg connection under the session's tenant-bound transaction."""
-    raw = await (await session.connection()).get_raw_connection()
-    return raw.driver_connection
+def _json(body: msgspec.Struct) -> Any:
+    """The response, encoded here once; the handler's annotation still documents :class:`EventOut`."""
+    return Response(msgspec.json.encode(body), media_type=MediaType.JSON)
 
 
 def _audit(
@@ -107,7 +107,6 @@ def _audit(
 )
 async def list_logs(
     request: Request[Any, Any, Any],
-    session: NamedDependency[AsyncSession],
     runtime: NamedDependency[Runtime],
     start_time: Annotated[str | None, QueryParameter(description=_TIME_DOC, format="date-time")] = None,
     end_time: Annotated[str | None, QueryParameter(description=_TIME_DOC, format="date-time")] = None,
@@ -151,13 +150,13 @@ async def list_logs(
             raise ApiError(400, f"invalid cursor: {exc}", errors=[{"field": "cursor", "message": str(exc)}]) from None
         after = (pos.timestamp, pos.id)
     sql, args = build_list_sql(tenant_id, query.filters, after=after, limit=query.limit)
-    pg = await _driver(session)
-    rows = await pg.fetch(sql, *args)
+    async with runtime.db.raw(tenant_id, readonly=True) as pg:
+        rows = await pg.fetch(sql, *args)
+        keyring = await runtime.keyrings.get(pg, tenant_id)
     more = len(rows) > query.limit
     if more:
         rows = rows[: query.limit]
-    keyring = await runtime.keyrings.get(session, tenant_id)
-    items = rows_to_events(rows, keyring)
+    items = rows_to_wire(rows, keyring)
     next_cursor = None
     if more:
         last = items[-1]
@@ -169,7 +168,7 @@ async def list_logs(
     details = {"filters": query.filters.describe(), "count": len(items), "limit": query.limit,
                "continued": query.cursor is not None}  # fmt: skip
     _audit(request, runtime, principal, "/api/v1/logs", details)
-    return EventPage(items=items, next_cursor=next_cursor)
+    return _json(PageWire(items=items, next_cursor=next_cursor))
 
 
 class LogQueryController(Controller):
@@ -186,19 +185,23 @@ class LogQueryController(Controller):
     async def get_event(
         self,
         request: Request[Any, Any, Any],
-        session: NamedDependency[AsyncSession],
         runtime: NamedDependency[Runtime],
         event_id: FromPath[uuid.UUID],
     ) -> EventOut:
         principal = principal_of(request)
         sql, args = build_get_sql(principal.tenant_id, event_id)
-        pg = await _driver(session)
-        row = await pg.fetchrow(sql, *args)
-        found = row is not None
-        event = None
-        if row is not None:
-            event = row_to_event(row, await runtime.keyrings.get(session, principal.tenant_id))
-        _audit(request, runtime, principal, "/api/v1/logs/{id}", {"count": int(found)}, resource_id=str(event_id))
+        async with runtime.db.raw(principal.tenant_id, readonly=True) as pg:
+            row = await pg.fetchrow(sql, *args)
+            keyring = await runtime.keyrings.get(pg, principal.tenant_id) if row is not None else None
+        event = row_to_wire(row, keyring) if row is not None and keyring is not None else None
+        _audit(
+            request,
+            runtime,
+            principal,
+            "/api/v1/logs/{id}",
+            {"count": int(event is not None)},
+            resource_id=str(event_id),
+        )
         if event is None:
             raise NotFound("event")
-        return event
+        return _json(event)

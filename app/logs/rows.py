@@ -10,7 +10,9 @@ row - let alone another row's data - is returned in that case.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -22,7 +24,16 @@ from db.crypto import DecryptionError
 if TYPE_CHECKING:
     from db.crypto import TenantKeyring
 
-__all__ = ["PayloadIntegrityError", "decode_payload", "row_to_event", "rows_to_events"]
+__all__ = [
+    "EventWire",
+    "PageWire",
+    "PayloadIntegrityError",
+    "decode_payload",
+    "row_to_event",
+    "row_to_wire",
+    "rows_to_events",
+    "rows_to_wire",
+]
 
 log = logging.getLogger("auditlog.logs.rows")
 
@@ -37,6 +48,46 @@ _EMPTY = _Payload()
 _decoder = msgspec.json.Decoder(_Payload)
 
 
+class _RawPayload(msgspec.Struct):
+    """The decrypted payload with each part kept as the JSON text it already is (no parse, no re-encode)."""
+
+    metadata: msgspec.Raw = msgspec.Raw(b"null")
+    before_state: msgspec.Raw = msgspec.Raw(b"null")
+    after_state: msgspec.Raw = msgspec.Raw(b"null")
+
+
+_EMPTY_RAW = _RawPayload()
+_raw_decoder = msgspec.json.Decoder(_RawPayload)
+
+
+class EventWire(msgspec.Struct, kw_only=True):
+    """:class:`EventOut` as it goes on the wire from the read path: same fields in the same order, the
+    JSON parts passed through verbatim. The OpenAPI schema is :class:`EventOut`'s."""
+
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    action: str
+    resource_type: str
+    resource_id: str | None
+    user_id: str | None
+    session_id: str | None
+    request_id: str | None
+    severity: str
+    timestamp: datetime
+    ip_address: str | None
+    user_agent: str | None
+    message: str | None
+    before_state: msgspec.Raw
+    after_state: msgspec.Raw
+    metadata: msgspec.Raw
+    received_at: datetime
+
+
+class PageWire(msgspec.Struct, kw_only=True):
+    items: list[EventWire]
+    next_cursor: str | None
+
+
 class PayloadIntegrityError(ApiError):
     """An event's encrypted payload did not authenticate; answered as a detail-free 500."""
 
@@ -47,8 +98,12 @@ class PayloadIntegrityError(ApiError):
 def decode_payload(keyring: TenantKeyring, blob: bytes | None, event_id: Any) -> _Payload:
     if blob is None:
         return _EMPTY
+    return _decrypt(keyring, blob, event_id, _decoder)
+
+
+def _decrypt(keyring: TenantKeyring, blob: bytes, event_id: Any, decoder: msgspec.json.Decoder[Any]) -> Any:
     try:
-        return _decoder.decode(keyring.decrypt(bytes(blob), event_id=event_id, field="payload"))
+        return decoder.decode(keyring.decrypt(bytes(blob), event_id=event_id, field="payload"))
     except (DecryptionError, msgspec.DecodeError):
         log.error(
             "payload of event %s (tenant %s) failed its integrity check; refusing to return it",
@@ -84,3 +139,32 @@ def row_to_event(row: Mapping[str, Any], keyring: TenantKeyring) -> EventOut:
 
 def rows_to_events(rows: Iterable[Mapping[str, Any]], keyring: TenantKeyring) -> list[EventOut]:
     return [row_to_event(row, keyring) for row in rows]
+
+
+def row_to_wire(row: Mapping[str, Any], keyring: TenantKeyring) -> EventWire:
+    """Like :func:`row_to_event`, for responses: the decrypted JSON parts are not parsed again."""
+    blob = row["payload"]
+    payload = _EMPTY_RAW if blob is None else _decrypt(keyring, blob, row["id"], _raw_decoder)
+    return EventWire(
+        id=row["id"],
+        tenant_id=row["tenant_id"],
+        action=row["action"],
+        resource_type=row["resource_type"],
+        resource_id=row["resource_id"],
+        user_id=row["user_id"],
+        session_id=row["session_id"],
+        request_id=row["request_id"],
+        severity=row["severity"],
+        timestamp=row["timestamp"],
+        ip_address=row["ip_address"],
+        user_agent=row["user_agent"],
+        message=row["message"],
+        before_state=payload.before_state,
+        after_state=payload.after_state,
+        metadata=payload.metadata,
+        received_at=row["received_at"],
+    )
+
+
+def rows_to_wire(rows: Iterable[Mapping[str, Any]], keyring: TenantKeyring) -> list[EventWire]:
+    return [row_to_wire(row, keyring) for row in rows]

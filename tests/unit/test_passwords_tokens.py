@@ -157,9 +157,7 @@ def test_refresh_token() -> None:
 
 
 def test_hash_secret_is_sha256() -> None:
-    assert hash_secret("abc") == bytes.fromhex(
-        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-    )
+    assert hash_secret("abc") == bytes.fromhex("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
 
 
 def test_new_api_key_shape() -> None:
