@@ -5,6 +5,8 @@ from __future__ import annotations
 import uuid
 
 from litestar import Controller, Request, delete, get, post
+from litestar.di import NamedDependency
+from litestar.params import FromPath, JSONBody
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.api_keys.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyOut
@@ -27,7 +29,9 @@ class ApiKeyController(Controller):
         summary="Create an API key (Admin); the key is in this response only",
         description="The key acts with `role` (User or Auditor) inside the caller's tenant. Only a hash is kept.",
     )
-    async def create(self, request: Request, data: ApiKeyCreate, session: AsyncSession) -> ApiKeyCreated:
+    async def create(
+        self, request: Request, data: JSONBody[ApiKeyCreate], session: NamedDependency[AsyncSession]
+    ) -> ApiKeyCreated:
         principal = principal_of(request)
         return await create_key(
             session, principal.tenant_id, name=data.name, role=data.role, created_by=principal.subject_id
@@ -42,7 +46,7 @@ class ApiKeyController(Controller):
             "`last_used_at` (updated every few seconds). Secrets are never returned again."
         ),
     )
-    async def index(self, session: AsyncSession) -> list[ApiKeyOut]:
+    async def index(self, session: NamedDependency[AsyncSession]) -> list[ApiKeyOut]:
         return await list_keys(session)
 
     @delete(
@@ -52,7 +56,7 @@ class ApiKeyController(Controller):
         summary="Revoke an API key (Admin); it stops working within a second",
         description="Another tenant's key, or an unknown id: 404. Revoking a revoked key again: 204.",
     )
-    async def revoke(self, request: Request, id: uuid.UUID, runtime: Runtime) -> None:
+    async def revoke(self, request: Request, id: FromPath[uuid.UUID], runtime: NamedDependency[Runtime]) -> None:
         principal = principal_of(request)
         if not await revoke_key(runtime, principal.tenant_id, id):
             raise NotFound("API key")

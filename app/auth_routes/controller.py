@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from litestar import Controller, Request, post
+from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import JSONBody
 
 from app.auth.principal import Role
 from app.auth_routes.schemas import RefreshRequest, TokenPair, TokenRequest
@@ -34,7 +36,7 @@ class AuthController(Controller):
         ),
         responses=_401,
     )
-    async def token(self, data: TokenRequest, runtime: Runtime) -> TokenPair:
+    async def token(self, data: JSONBody[TokenRequest], runtime: NamedDependency[Runtime]) -> TokenPair:
         return await login(runtime, data.tenant, data.username, data.password)
 
     @post(
@@ -46,7 +48,7 @@ class AuthController(Controller):
         description="Presenting a spent refresh token again revokes the whole session (401).",
         responses=_401,
     )
-    async def refresh(self, data: RefreshRequest, runtime: Runtime) -> TokenPair:
+    async def refresh(self, data: JSONBody[RefreshRequest], runtime: NamedDependency[Runtime]) -> TokenPair:
         return await refresh(runtime, data.refresh_token)
 
     @post(
@@ -56,7 +58,7 @@ class AuthController(Controller):
         summary="End the caller's session: every token of it stops working",
         description="For signed-in users; an API key has no session (revoke it with DELETE /api/v1/api-keys/{id}).",
     )
-    async def logout(self, request: Request, runtime: Runtime) -> None:
+    async def logout(self, request: Request, runtime: NamedDependency[Runtime]) -> None:
         principal = principal_of(request)
         if principal.session_id is None:
             raise ApiError(400, "an API key has no session; revoke it with DELETE /api/v1/api-keys/{id}")

@@ -15,6 +15,8 @@ from typing import Any
 
 import msgspec
 from litestar import Controller, Request, Response, get
+from litestar.di import NamedDependency
+from litestar.params import FromPath
 from sqlalchemy import text
 
 from app.auth.principal import Principal
@@ -90,7 +92,9 @@ class LogPiiController(Controller):
             "request is recorded as a VIEW event of resource type audit_log_pii. Unknown event → 404."
         ),
     )
-    async def unmask(self, request: Request[Any, Any, Any], runtime: Runtime, event_id: uuid.UUID) -> Response[PiiOut]:
+    async def unmask(
+        self, request: Request[Any, Any, Any], runtime: NamedDependency[Runtime], event_id: FromPath[uuid.UUID]
+    ) -> Response[PiiOut]:
         principal = principal_of(request)
         findings = await read_pii(runtime, principal.tenant_id, event_id)
         if findings is None:

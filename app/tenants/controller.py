@@ -5,6 +5,8 @@ from __future__ import annotations
 import uuid
 
 from litestar import Controller, Request, get, post
+from litestar.di import NamedDependency
+from litestar.params import FromPath, JSONBody
 
 from app.auth.principal import Role
 from app.errors import NotFound
@@ -23,11 +25,11 @@ class TenantController(Controller):
     tags = ["tenants"]
 
     @post("/", guards=[OPERATOR], status_code=201, summary="Create a tenant (operator)")
-    async def create(self, data: TenantCreate, runtime: Runtime) -> TenantOut:
+    async def create(self, data: JSONBody[TenantCreate], runtime: NamedDependency[Runtime]) -> TenantOut:
         return await create_tenant(runtime, data.name)
 
     @get("/", guards=[OPERATOR_OR_ADMIN], summary="List tenants (operator: all; Admin: its own)")
-    async def list(self, request: Request, runtime: Runtime) -> list[TenantOut]:
+    async def list(self, request: Request, runtime: NamedDependency[Runtime]) -> list[TenantOut]:
         principal = principal_of(request)
         only = None if principal.role is Role.OPERATOR else principal.tenant_id
         return await list_tenants(runtime.db, only=only)
@@ -38,7 +40,13 @@ class TenantController(Controller):
         status_code=201,
         summary="Create a user in a tenant (operator, or an Admin of that tenant)",
     )
-    async def create_user(self, request: Request, tenant_id: uuid.UUID, data: UserCreate, runtime: Runtime) -> UserOut:
+    async def create_user(
+        self,
+        request: Request,
+        tenant_id: FromPath[uuid.UUID],
+        data: JSONBody[UserCreate],
+        runtime: NamedDependency[Runtime],
+    ) -> UserOut:
         principal = principal_of(request)
         if principal.role is not Role.OPERATOR and principal.tenant_id != tenant_id:
             raise NotFound("tenant")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from litestar import Controller, get
+from litestar.di import NamedDependency
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.guards import ADMIN
@@ -17,5 +18,5 @@ class UserController(Controller):
     tags = ["users"]
 
     @get("/", guards=[ADMIN], summary="The tenant's users, emails masked (Admin)")
-    async def list(self, session: AsyncSession) -> list[UserOut]:
+    async def list(self, session: NamedDependency[AsyncSession]) -> list[UserOut]:
         return await list_users(session)
