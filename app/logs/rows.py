@@ -10,9 +10,7 @@ row - let alone another row's data - is returned in that case.
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Iterable, Mapping
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -24,28 +22,9 @@ from db.crypto import DecryptionError
 if TYPE_CHECKING:
     from db.crypto import TenantKeyring
 
-__all__ = [
-    "EventWire",
-    "PageWire",
-    "PayloadIntegrityError",
-    "decode_payload",
-    "row_to_event",
-    "row_to_wire",
-    "rows_to_events",
-    "rows_to_wire",
-]
+__all__ = ["EventWire", "PageWire", "PayloadIntegrityError", "row_to_wire", "rows_to_wire"]
 
 log = logging.getLogger("auditlog.logs.rows")
-
-
-class _Payload(msgspec.Struct):
-    metadata: dict[str, Any] | None = None
-    before_state: dict[str, Any] | None = None
-    after_state: dict[str, Any] | None = None
-
-
-_EMPTY = _Payload()
-_decoder = msgspec.json.Decoder(_Payload)
 
 
 class _RawPayload(msgspec.Struct):
@@ -60,31 +39,20 @@ _EMPTY_RAW = _RawPayload()
 _raw_decoder = msgspec.json.Decoder(_RawPayload)
 
 
-class EventWire(msgspec.Struct, kw_only=True):
-    """:class:`EventOut` as it goes on the wire from the read path: same fields in the same order, the
-    JSON parts passed through verbatim. The OpenAPI schema is :class:`EventOut`'s."""
+_PASSED_THROUGH = ("metadata", "before_state", "after_state")
 
-    id: uuid.UUID
-    tenant_id: uuid.UUID
-    action: str
-    resource_type: str
-    resource_id: str | None
-    user_id: str | None
-    session_id: str | None
-    request_id: str | None
-    severity: str
-    timestamp: datetime
-    ip_address: str | None
-    user_agent: str | None
-    message: str | None
-    before_state: msgspec.Raw
-    after_state: msgspec.Raw
-    metadata: msgspec.Raw
-    received_at: datetime
+# :class:`EventOut` as it goes on the wire from the read path: the same fields in the same order, with the
+# JSON parts passed through verbatim. Derived from EventOut so the two cannot drift; the OpenAPI schema is
+# EventOut's.
+EventWire: Any = msgspec.defstruct(
+    "EventWire",
+    [(f.name, msgspec.Raw if f.name in _PASSED_THROUGH else f.type) for f in msgspec.structs.fields(EventOut)],
+    kw_only=True,
+)
 
 
 class PageWire(msgspec.Struct, kw_only=True):
-    items: list[EventWire]
+    items: list[EventWire]  # type: ignore[valid-type]
     next_cursor: str | None
 
 
@@ -93,12 +61,6 @@ class PayloadIntegrityError(ApiError):
 
     def __init__(self) -> None:
         super().__init__(500, "event payload failed integrity check")
-
-
-def decode_payload(keyring: TenantKeyring, blob: bytes | None, event_id: Any) -> _Payload:
-    if blob is None:
-        return _EMPTY
-    return _decrypt(keyring, blob, event_id, _decoder)
 
 
 def _decrypt(keyring: TenantKeyring, blob: bytes, event_id: Any, decoder: msgspec.json.Decoder[Any]) -> Any:
@@ -113,36 +75,9 @@ def _decrypt(keyring: TenantKeyring, blob: bytes, event_id: Any, decoder: msgspe
         raise PayloadIntegrityError() from None
 
 
-def row_to_event(row: Mapping[str, Any], keyring: TenantKeyring) -> EventOut:
-    """One row (asyncpg ``Record`` or mapping with the ``SELECT_COLUMNS`` names) as the API event."""
-    payload = decode_payload(keyring, row["payload"], row["id"])
-    return EventOut(
-        id=row["id"],
-        tenant_id=row["tenant_id"],
-        action=row["action"],
-        resource_type=row["resource_type"],
-        resource_id=row["resource_id"],
-        user_id=row["user_id"],
-        session_id=row["session_id"],
-        request_id=row["request_id"],
-        severity=row["severity"],
-        timestamp=row["timestamp"],
-        ip_address=row["ip_address"],
-        user_agent=row["user_agent"],
-        message=row["message"],
-        before_state=payload.before_state,
-        after_state=payload.after_state,
-        metadata=payload.metadata,
-        received_at=row["received_at"],
-    )
-
-
-def rows_to_events(rows: Iterable[Mapping[str, Any]], keyring: TenantKeyring) -> list[EventOut]:
-    return [row_to_event(row, keyring) for row in rows]
-
-
-def row_to_wire(row: Mapping[str, Any], keyring: TenantKeyring) -> EventWire:
-    """Like :func:`row_to_event`, for responses: the decrypted JSON parts are not parsed again."""
+def row_to_wire(row: Mapping[str, Any], keyring: TenantKeyring) -> Any:
+    """One row (asyncpg ``Record`` with the ``SELECT_COLUMNS`` names) as the API event; the decrypted JSON
+    parts are passed through, not parsed again."""
     blob = row["payload"]
     payload = _EMPTY_RAW if blob is None else _decrypt(keyring, blob, row["id"], _raw_decoder)
     return EventWire(
@@ -166,5 +101,5 @@ def row_to_wire(row: Mapping[str, Any], keyring: TenantKeyring) -> EventWire:
     )
 
 
-def rows_to_wire(rows: Iterable[Mapping[str, Any]], keyring: TenantKeyring) -> list[EventWire]:
+def rows_to_wire(rows: Iterable[Mapping[str, Any]], keyring: TenantKeyring) -> list[Any]:
     return [row_to_wire(row, keyring) for row in rows]
