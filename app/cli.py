@@ -7,8 +7,12 @@ import asyncio
 import sys
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from app.settings import load_settings
+
+if TYPE_CHECKING:
+    from db.embedded import EmbeddedPostgres
 
 __all__ = ["main"]
 
@@ -73,8 +77,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     try:
         run_worker(settings)
     finally:
-        if embedded is not None:
-            embedded.stop()
+        _release(embedded)
     return 0
 
 
@@ -89,9 +92,44 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         asyncio.run(_bootstrap(settings))
         print("auditlog: database migrated to head", file=sys.stderr)
     finally:
-        if embedded is not None:
-            embedded.stop()
+        _release(embedded)
     return 0
+
+
+def cmd_rotate_keys(args: argparse.Namespace) -> int:
+    """Give every tenant a new data key now (the scheduled job does it weekly)."""
+    from app.database import prepare_database
+    from app.runtime import make_engine
+    from db.crypto import LocalMasterKey
+    from db.keyring import KeyringStore
+    from db.tenancy import TenantDB
+    from jobs.tasks import rotate_data_keys
+
+    settings = load_settings()
+    embedded = prepare_database(settings, run_migrations=False)
+
+    async def rotate() -> int:
+        engine = make_engine(settings)
+        try:
+            ctx = {
+                "db": TenantDB(engine),
+                "keyrings": KeyringStore(LocalMasterKey.from_setting(settings.master_key or "")),
+            }
+            return await rotate_data_keys(ctx, max_age_days=0)
+        finally:
+            await engine.dispose()
+
+    try:
+        print(f"auditlog: rotated the data key of {asyncio.run(rotate())} tenants", file=sys.stderr)
+    finally:
+        _release(embedded)
+    return 0
+
+
+def _release(embedded: EmbeddedPostgres | None) -> None:
+    """Stop the embedded server if this command started it (never one that a running ``serve`` owns)."""
+    if embedded is not None and embedded.started_here:
+        embedded.stop()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -101,8 +139,11 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("serve", help="run the API (embedded PostgreSQL when AUDIT_DATABASE_URL is unset)")
     sub.add_parser("worker", help="run the background job worker")
     sub.add_parser("migrate", help="apply database migrations and create the operator")
+    sub.add_parser("rotate-keys", help="give every tenant a new data key now")
     args = parser.parse_args(argv)
-    handler = {"serve": cmd_serve, "worker": cmd_worker, "migrate": cmd_migrate}[args.command]
+    handler = {"serve": cmd_serve, "worker": cmd_worker, "migrate": cmd_migrate, "rotate-keys": cmd_rotate_keys}[
+        args.command
+    ]
     return handler(args)
 
 

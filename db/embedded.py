@@ -33,7 +33,8 @@ class EmbeddedPostgres:
         self.socket_dir = self.root / "run"
         self.logfile = self.root / "postgres.log"
         self.port = 5432
-        self._started_here = False
+        self.started_here = False
+        """True when this process started the server (rather than adopting a running one)."""
 
     # -- helpers -----------------------------------------------------------------------------------
     def _run(self, tool: str, args: list[str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -138,7 +139,7 @@ class EmbeddedPostgres:
         except subprocess.CalledProcessError as exc:
             tail = self.logfile.read_text()[-2000:] if self.logfile.exists() else ""
             raise RuntimeError(f"embedded PostgreSQL failed to start: {exc.stderr}\n{tail}") from exc
-        self._started_here = True
+        self.started_here = True
         log.info("embedded PostgreSQL started in %s", self.pgdata)
 
     def stop(self) -> None:

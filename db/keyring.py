@@ -6,6 +6,7 @@ downtime and no re-encryption of old events.
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import asyncpg
@@ -17,14 +18,16 @@ from db.crypto import MasterKey, TenantKeyring, new_data_key, unwrap_data_key, w
 __all__ = ["KeyringStore"]
 
 _KEYS_SQL = "SELECT key_id, wrapped_key, retired_at FROM tenant_keys WHERE tenant_id = $1 ORDER BY key_id"
-
-_KEYS_SQL = "SELECT key_id, wrapped_key, retired_at FROM tenant_keys WHERE tenant_id = $1 ORDER BY key_id"
+CACHE_SECONDS = 60.0
+"""How long a process keeps a tenant's keyring: after a rotation made elsewhere, every process writes
+with the new key within this time (events written meanwhile with the old key stay readable)."""
 
 
 class KeyringStore:
-    def __init__(self, master: MasterKey) -> None:
+    def __init__(self, master: MasterKey, *, cache_seconds: float = CACHE_SECONDS) -> None:
         self.master = master
-        self._cache: dict[uuid.UUID, TenantKeyring] = {}
+        self.cache_seconds = cache_seconds
+        self._cache: dict[uuid.UUID, tuple[TenantKeyring, float]] = {}
 
     async def create_first_key(self, session: AsyncSession, tenant_id: uuid.UUID) -> None:
         """Called in the transaction that creates the tenant (tenant already set on the session)."""
@@ -55,7 +58,7 @@ class KeyringStore:
 
     async def get(self, conn: AsyncSession | asyncpg.Connection, tenant_id: uuid.UUID) -> TenantKeyring:
         """The tenant's keyring, from the cache or loaded through ``conn`` (bound to ``tenant_id``)."""
-        ring = self._cache.get(tenant_id)
+        ring = self.cached(tenant_id)
         if ring is not None:
             return ring
         if isinstance(conn, AsyncSession):
@@ -67,11 +70,14 @@ class KeyringStore:
         keys = {r[0]: unwrap_data_key(self.master, tenant_id, r[0], bytes(r[1])) for r in rows}
         live = [r[0] for r in rows if r[2] is None]
         ring = TenantKeyring(tenant_id, keys[max(live) if live else max(keys)], keys)
-        self._cache[tenant_id] = ring
+        self._cache[tenant_id] = (ring, time.monotonic() + self.cache_seconds)
         return ring
 
     def cached(self, tenant_id: uuid.UUID) -> TenantKeyring | None:
-        return self._cache.get(tenant_id)
+        entry = self._cache.get(tenant_id)
+        if entry is None or entry[1] < time.monotonic():
+            return None
+        return entry[0]
 
     def forget(self, tenant_id: uuid.UUID) -> None:
         self._cache.pop(tenant_id, None)

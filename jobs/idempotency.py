@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import text
 
 from app.logs.idempotency import TTL_SQL
+from jobs.tasks import all_tenants
 
 __all__ = ["purge_idempotency_keys"]
 
@@ -23,9 +24,8 @@ _PURGE = text(f"DELETE FROM idempotency_keys WHERE created_at < now() - {TTL_SQL
 async def purge_idempotency_keys(ctx: dict[str, Any]) -> int:
     """Delete every tenant's Idempotency-Key rows older than 24 h; returns how many were deleted."""
     db = ctx["db"]
-    async with db.system() as session:
-        tenants = (await session.execute(text("SELECT auditlog_all_tenant_ids()"))).scalars().all()
     deleted = 0
+    tenants = await all_tenants(db)
     for tenant_id in tenants:
         async with db.tenant(tenant_id) as session:
             result = await session.execute(_PURGE)

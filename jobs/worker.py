@@ -13,17 +13,20 @@ from typing import Any
 from saq import CronJob, Worker
 
 from app.settings import Settings
+from db.crypto import LocalMasterKey
+from db.keyring import KeyringStore
 from db.tenancy import TenantDB
 from jobs.idempotency import purge_idempotency_keys
 from jobs.queue import make_queue
-from jobs.tasks import precreate_partitions
+from jobs.tasks import precreate_partitions, rotate_data_keys
 
 __all__ = ["FUNCTIONS", "InProcessWorker", "build_worker", "run_worker", "start_worker"]
 
-FUNCTIONS = [precreate_partitions, purge_idempotency_keys]
+FUNCTIONS = [precreate_partitions, purge_idempotency_keys, rotate_data_keys]
 CRON_JOBS: list[CronJob[Any]] = [
     CronJob(precreate_partitions, cron="17 * * * *", timeout=300),
     CronJob(purge_idempotency_keys, cron="*/15 * * * *", timeout=300),
+    CronJob(rotate_data_keys, cron="41 3 * * *", timeout=600),
 ]
 
 
@@ -36,6 +39,7 @@ def build_worker(settings: Settings, *, handle_signals: bool = True) -> Worker:
     async def startup(ctx: dict[str, Any]) -> None:
         ctx["db"] = TenantDB(engine)
         ctx["settings"] = settings
+        ctx["keyrings"] = KeyringStore(LocalMasterKey.from_setting(settings.master_key or ""))
 
     async def shutdown(ctx: dict[str, Any]) -> None:
         await engine.dispose()

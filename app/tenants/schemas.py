@@ -8,7 +8,7 @@ from typing import Annotated
 
 import msgspec
 
-__all__ = ["TenantCreate", "TenantOut"]
+__all__ = ["KeyRotated", "TenantCreate", "TenantOut"]
 
 
 class TenantCreate(msgspec.Struct, forbid_unknown_fields=True):
@@ -20,3 +20,9 @@ class TenantOut(msgspec.Struct, kw_only=True):
     name: str
     created_at: datetime
     retention_days: int | None = None
+
+
+class KeyRotated(msgspec.Struct, kw_only=True):
+    tenant_id: uuid.UUID
+    key_id: int
+    """The data key that encrypts new events from now on."""

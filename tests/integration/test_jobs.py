@@ -56,3 +56,45 @@ async def test_partition_job_runs_through_the_queue(database: Database, tmp_path
     assert expected <= names
     assert f"audit_logs_t_{tenant.id.hex}_default" in names
     assert jobs >= 1
+
+
+async def test_partition_job_moves_backfilled_months_out_of_the_default_partition(
+    database: Database, tmp_path: Path
+) -> None:
+    from jobs.tasks import precreate_partitions
+    from tests.conftest import make_tenant, running_app
+
+    settings = make_settings(database, tmp_path)
+    old = datetime(2025, 3, 14, 12, 0, tzinfo=UTC)
+    async with running_app(settings) as client:
+        t = await make_tenant(client)
+        posted = await client.post(
+            "/api/v1/logs/bulk",
+            json=[
+                {"action": "CREATE", "resource_type": "doc", "timestamp": old.isoformat(), "message": f"n{i}"}
+                for i in range(5)
+            ],
+            headers=t.user,
+        )
+        assert posted.status_code == 201, posted.text
+        ids = posted.json()["ids"]
+        default = f"audit_logs_t_{t.id.replace('-', '')}_default"
+        march = f"audit_logs_t_{t.id.replace('-', '')}_p202503"
+        conn = await asyncpg.connect(database.dsn(database.owner_url))
+        try:
+            assert await conn.fetchval(f'SELECT count(*) FROM "{default}"') == 5
+            await precreate_partitions({"db": client.app.state.runtime.db})
+            assert await conn.fetchval(f'SELECT count(*) FROM "{default}"') == 0
+            assert await conn.fetchval(f'SELECT count(*) FROM "{march}"') == 5
+            # The moved partition has every index of the parent.
+            indexes = await conn.fetchval("SELECT count(*) FROM pg_indexes WHERE tablename = $1", march)
+            parent_indexes = await conn.fetchval(
+                "SELECT count(*) FROM pg_indexes WHERE tablename = $1",
+                f"audit_logs_t_{t.id.replace('-', '')}_p{datetime.now(UTC):%Y%m}",
+            )
+            assert indexes == parent_indexes > 5
+        finally:
+            await conn.close()
+        for event_id in ids:
+            got = await client.get(f"/api/v1/logs/{event_id}", headers=t.auditor)
+            assert got.status_code == 200 and got.json()["timestamp"].startswith("2025-03-14")

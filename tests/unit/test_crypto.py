@@ -50,7 +50,8 @@ def keyring(tenant_id: uuid.UUID) -> TenantKeyring:
 @pytest.mark.parametrize("plaintext", [b"", b"x", b"hello audit log", os.urandom(4096)])
 def test_round_trip(keyring: TenantKeyring, event_id: uuid.UUID, plaintext: bytes) -> None:
     blob = keyring.encrypt(plaintext, event_id=event_id, field="payload")
-    assert plaintext not in blob or plaintext == b""
+    if len(plaintext) >= 8:  # a shorter byte string turns up in random ciphertext by chance
+        assert plaintext not in blob
     assert keyring.decrypt(blob, event_id=event_id, field="payload") == plaintext
 
 

@@ -257,26 +257,44 @@ CREATE FUNCTION auditlog_vault_get(p_user uuid)
   WHERE tenant_id = auditlog_current_tenant() AND user_id = p_user
 $$;
 
--- Partitions: a tenant partition (by month), its default partition and months from p_from on.
+-- Partitions: a tenant partition (by month, bounds at UTC midnight), its default partition, and the months
+-- from p_from on. Rows of a month that arrived before its partition existed (back-filled events) sit in the
+-- default partition; creating that month moves them into the new partition, under a lock that holds off
+-- writers of the default partition for the moment it takes.
 CREATE FUNCTION auditlog_ensure_partitions(p_tenant uuid, p_from date, p_months integer) RETURNS integer
   LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
 DECLARE
   parent text := 'audit_logs_t_' || replace(p_tenant::text, '-', '');
+  dflt text := 'audit_logs_t_' || replace(p_tenant::text, '-', '') || '_default';
   m date := date_trunc('month', p_from)::date;
+  lo timestamptz;
+  hi timestamptz;
   part text;
+  waiting boolean;
   created integer := 0;
 BEGIN
   IF to_regclass(parent) IS NULL THEN
     EXECUTE format('CREATE TABLE %I PARTITION OF audit_logs FOR VALUES IN (%L) PARTITION BY RANGE ("timestamp")',
                    parent, p_tenant);
-    EXECUTE format('CREATE TABLE %I PARTITION OF %I DEFAULT', parent || '_default', parent);
+    EXECUTE format('CREATE TABLE %I PARTITION OF %I DEFAULT', dflt, parent);
     created := created + 1;
   END IF;
   FOR i IN 0 .. greatest(p_months, 1) - 1 LOOP
     part := parent || '_p' || to_char(m, 'YYYYMM');
+    lo := m::timestamp AT TIME ZONE 'UTC';
+    hi := (m + interval '1 month')::timestamp AT TIME ZONE 'UTC';
     IF to_regclass(part) IS NULL THEN
-      EXECUTE format('CREATE TABLE %I PARTITION OF %I FOR VALUES FROM (%L) TO (%L)',
-                     part, parent, m::timestamptz, (m + interval '1 month')::timestamptz);
+      EXECUTE format('SELECT EXISTS (SELECT 1 FROM %I WHERE "timestamp" >= %L AND "timestamp" < %L)', dflt, lo, hi)
+        INTO waiting;
+      IF waiting THEN
+        EXECUTE format('LOCK TABLE %I IN EXCLUSIVE MODE', dflt);
+        EXECUTE format('CREATE TABLE %I (LIKE audit_logs INCLUDING DEFAULTS INCLUDING CONSTRAINTS)', part);
+        EXECUTE format('WITH moved AS (DELETE FROM %I WHERE "timestamp" >= %L AND "timestamp" < %L RETURNING *)'
+                       ' INSERT INTO %I SELECT * FROM moved', dflt, lo, hi, part);
+        EXECUTE format('ALTER TABLE %I ATTACH PARTITION %I FOR VALUES FROM (%L) TO (%L)', parent, part, lo, hi);
+      ELSE
+        EXECUTE format('CREATE TABLE %I PARTITION OF %I FOR VALUES FROM (%L) TO (%L)', part, parent, lo, hi);
+      END IF;
       created := created + 1;
     END IF;
     m := (m + interval '1 month')::date;
