@@ -199,6 +199,11 @@ def wrk(url: str, *, connections: int, duration: int, script: Path | None = None
     return {"rps": rps, "p50": ms("50"), "p99": ms("99"), "non2xx": float(non2xx.group(1)) if non2xx else 0.0}
 
 
+def median_run(runs: list[dict[str, float]]) -> dict[str, float]:
+    """Per-figure medians over repeated runs (this machine's figures move between runs)."""
+    return {key: sorted(run[key] for run in runs)[len(runs) // 2] for key in runs[0]}
+
+
 def lua_post(path: Path, token: str, body: bytes) -> Path:
     body_lua = json.dumps(body.decode())
     path.write_text(
@@ -401,7 +406,8 @@ def page_urls(now: datetime, count: int = 64, span_days: int = 60) -> list[str]:
 # -- main -------------------------------------------------------------------------------------------
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--duration", type=int, default=15, help="seconds per load phase")
+    parser.add_argument("--duration", type=int, default=10, help="seconds per load run")
+    parser.add_argument("--rounds", type=int, default=3, help="runs per HTTP figure (medians are reported)")
     parser.add_argument("--workers", type=int, default=2, help="Granian workers for the API and the hello app")
     parser.add_argument("--events", type=int, default=1_000_000, help="events in the tenant for the page figure")
     parser.add_argument("--big", type=int, default=0, help="also measure the page at this many events (e.g. 10M)")
@@ -432,7 +438,7 @@ def main() -> None:
         asyncio.run(bulk_load(base, token, bodies[:2], clients=2, duration=None, total=2000))  # warm-up
         api_n, api_s = asyncio.run(bulk_load(base, token, bodies, clients=4, duration=args.duration))
         api_rate = api_n / api_s
-        chunks = raw_csv_chunks(events, tenant_id, count=60 * args.duration)
+        chunks = raw_csv_chunks(events, tenant_id, count=60 * args.duration * 2)
         raw_n, raw_s = asyncio.run(raw_copy(stack, chunks, clients=4, duration=args.duration))
         raw_rate = raw_n / raw_s
         results["bulk"] = {
@@ -448,24 +454,21 @@ def main() -> None:
 
         print("2. single-event POST, 64 connections")
         body = json.dumps(make_event(random.Random(3), datetime.now(UTC))).encode()
-        api = wrk(
-            f"{base}/api/v1/logs",
-            connections=64,
-            duration=args.duration,
-            script=lua_post(workdir / "post.lua", token, body),
-        )
+        post_lua = lua_post(workdir / "post.lua", token, body)
         hello_port = stack.serve("bench.hello_app:create_app", dict(os.environ))
-        try:  # the API sits idle meanwhile; it stays up for phase 3
-            hello = wrk(
-                f"http://127.0.0.1:{hello_port}/api/v1/logs",
-                connections=64,
-                duration=args.duration,
-                script=lua_post(workdir / "hello.lua", token, body),
-            )
+        api_runs, hello_runs = [], []
+        try:  # alternate the two servers (each idle while the other runs); medians of the rounds
+            for _ in range(args.rounds):
+                api_runs.append(wrk(f"{base}/api/v1/logs", connections=64, duration=args.duration, script=post_lua))
+                hello_runs.append(
+                    wrk(f"http://127.0.0.1:{hello_port}/api/v1/logs", connections=64, duration=args.duration,
+                        script=post_lua)
+                )  # fmt: skip
         finally:
             hello_proc = stack.procs.pop()
             hello_proc.send_signal(signal.SIGINT)
             hello_proc.wait(timeout=20)
+        api, hello = median_run(api_runs), median_run(hello_runs)
         results["single"] = {
             "api_rps": round(api["rps"]),
             "hello_rps": round(hello["rps"]),
@@ -489,7 +492,10 @@ def main() -> None:
             print(f"   loaded {n:,} events through the API in {s:.0f} s ({n / s:,.0f}/s)")
         asyncio.run(analyze(stack))
         urls = page_urls(datetime.now(UTC))
-        page = wrk(f"{base}/", connections=16, duration=args.duration, script=lua_get(workdir / "get.lua", token, urls))
+        get_lua = lua_get(workdir / "get.lua", token, urls)
+        page = median_run(
+            [wrk(f"{base}/", connections=16, duration=args.duration, script=get_lua) for _ in range(args.rounds)]
+        )
         results["page_1m"] = {
             "rps": round(page["rps"]),
             "p50_ms": page["p50"],
@@ -502,8 +508,8 @@ def main() -> None:
         if args.big:
             print(f"3b. filtered page after {args.big:,} events (synthetic rows via SQL)")
             asyncio.run(synthesize(stack, tenant_id, args.big))
-            page = wrk(
-                f"{base}/", connections=16, duration=args.duration, script=lua_get(workdir / "get.lua", token, urls)
+            page = median_run(
+                [wrk(f"{base}/", connections=16, duration=args.duration, script=get_lua) for _ in range(args.rounds)]
             )
             results["page_big"] = {
                 "events": args.big,
