@@ -1,4 +1,5 @@
-"""Start and stop the optional parts of an API process: the in-process job worker and the like.
+"""Start and stop the long-running parts of an API process: the ingest writer, the read-audit recorder,
+the rate limiter, the API-key usage flusher and (embedded default) the job worker.
 
 Each part registers itself in ``runtime.services`` so that shutdown stops exactly what was started.
 """
@@ -8,8 +9,12 @@ from __future__ import annotations
 import contextlib
 import logging
 
+from app.api_keys.service import KeyUsageFlusher
+from app.logs.ingest import IngestWriter
+from app.ratelimit import build_rate_limiter
 from app.read_audit import start_read_audit
 from app.runtime import Runtime
+from db.urls import plain_dsn
 
 __all__ = ["start_services", "stop_services"]
 
@@ -17,28 +22,22 @@ log = logging.getLogger(__name__)
 
 
 async def start_services(runtime: Runtime) -> None:
-    from app.logs.ingest import IngestWriter
-    from db.urls import plain_dsn
-
-    assert runtime.settings.database_url
+    settings = runtime.settings
     writer = IngestWriter(
-        plain_dsn(runtime.settings.database_url),
+        plain_dsn(settings.database_url or ""),
         runtime.db,
         runtime.keyrings,
-        max_connections=max(2, runtime.settings.db_pool_size // 2),
+        max_connections=max(2, settings.db_pool_size // 2),
     )
     await writer.start()
     runtime.services["ingest"] = writer
     runtime.services["read_audit"] = await start_read_audit(runtime)
-    from app.api_keys.service import KeyUsageFlusher
-    from app.ratelimit import build_rate_limiter
-
-    runtime.services["ratelimit"] = build_rate_limiter(runtime.settings)
+    runtime.services["ratelimit"] = build_rate_limiter(settings)
     runtime.services["api_key_usage"] = KeyUsageFlusher(runtime).start()
-    if runtime.settings.worker_in_process:
-        from jobs.worker import start_worker
+    if settings.worker_in_process:
+        from jobs.worker import start_worker  # only when the worker runs in this process
 
-        runtime.services["worker"] = await start_worker(runtime.settings)
+        runtime.services["worker"] = await start_worker(settings)
 
 
 async def stop_services(runtime: Runtime) -> None:

@@ -33,9 +33,7 @@ class ApiKeyController(Controller):
         self, request: Request, data: JSONBody[ApiKeyCreate], session: NamedDependency[AsyncSession]
     ) -> ApiKeyCreated:
         principal = principal_of(request)
-        return await create_key(
-            session, principal.tenant_id, name=data.name, role=data.role, created_by=principal.subject_id
-        )
+        return await create_key(session, name=data.name, role=data.role, created_by=principal.subject_id)
 
     @get(
         "/",

@@ -23,6 +23,8 @@ from app.api_keys.schemas import ApiKeyCreated, ApiKeyOut
 from app.auth.revocation import CHANNEL
 from app.auth.tokens import new_api_key
 from app.runtime import Runtime
+from db.models import ApiKey
+from db.repository import ApiKeyRepository
 
 __all__ = ["FLUSH_SECONDS", "KeyUsageFlusher", "create_key", "list_keys", "revoke_key"]
 
@@ -30,9 +32,8 @@ log = logging.getLogger(__name__)
 FLUSH_SECONDS = 5.0
 
 
-async def create_key(
-    session: AsyncSession, tenant_id: uuid.UUID, *, name: str, role: str, created_by: uuid.UUID
-) -> ApiKeyCreated:
+async def create_key(session: AsyncSession, *, name: str, role: str, created_by: uuid.UUID) -> ApiKeyCreated:
+    """A new key in the session's tenant; the secret is returned here once and only its hash is stored."""
     for _ in range(5):  # public ids are random (~47 bits): a collision is rare, but keep them global
         key, public_id, digest = new_api_key()
         taken = (await session.execute(text("SELECT 1 FROM auditlog_find_api_key(:p)"), {"p": public_id})).first()
@@ -40,25 +41,14 @@ async def create_key(
             break
     else:  # pragma: no cover
         raise RuntimeError("could not allocate an API key id")
-    key_id = uuid.uuid4()
-    row = (
-        await session.execute(
-            text(
-                "INSERT INTO api_keys (tenant_id, id, public_id, name, role, key_hash, created_by)"
-                " VALUES (:t, :id, :p, :n, :r, :h, :by) RETURNING created_at"
-            ),
-            {"t": tenant_id, "id": key_id, "p": public_id, "n": name, "r": role, "h": digest, "by": created_by},
-        )
-    ).one()
-    return ApiKeyCreated(id=key_id, name=name, role=role, key=key, created_at=row.created_at)
+    stored = await ApiKeyRepository(session=session).add(
+        ApiKey(id=uuid.uuid4(), public_id=public_id, name=name, role=role, key_hash=digest, created_by=created_by)
+    )
+    return ApiKeyCreated(id=stored.id, name=name, role=role, key=key, created_at=stored.created_at)
 
 
 async def list_keys(session: AsyncSession) -> list[ApiKeyOut]:
-    rows = (
-        await session.execute(
-            text("SELECT id, name, role, created_at, last_used_at, revoked_at FROM api_keys ORDER BY created_at, id")
-        )
-    ).all()
+    rows = await ApiKeyRepository(session=session).list(order_by=[(ApiKey.created_at, False), (ApiKey.id, False)])
     return [
         ApiKeyOut(
             id=r.id,
@@ -77,8 +67,11 @@ async def revoke_key(runtime: Runtime, tenant_id: uuid.UUID, key_id: uuid.UUID) 
     async with runtime.db.tenant(tenant_id) as session:
         row = (
             await session.execute(
-                text("UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE id = :id RETURNING id"),
-                {"id": key_id},
+                text(
+                    "UPDATE api_keys SET revoked_at = coalesce(revoked_at, now())"
+                    " WHERE tenant_id = :t AND id = :id RETURNING id"
+                ),
+                {"t": tenant_id, "id": key_id},
             )
         ).first()
         if row is None:

@@ -1,12 +1,13 @@
-"""Users of a tenant: creation with a memory-hard password hash and PII kept only in the vault."""
+"""Users of a tenant (through the tenant-scoped ``UserRepository``): creation with a memory-hard password
+hash, and PII kept only in the vault."""
 
 from __future__ import annotations
 
 import uuid
 
 import anyio
+from advanced_alchemy.exceptions import IntegrityError as RepositoryIntegrityError
 from sqlalchemy import text
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.passwords import hash_password
@@ -14,6 +15,8 @@ from app.errors import Conflict
 from app.logs.masking import mask_email
 from app.users.schemas import UserOut
 from db.keyring import KeyringStore
+from db.models import User
+from db.repository import UserRepository
 
 __all__ = ["create_user", "list_users"]
 
@@ -33,33 +36,27 @@ async def create_user(
     user_id = uuid.uuid4()
     password_hash = await anyio.to_thread.run_sync(hash_password, password)
     masked = mask_email(email) if email else None
+    users = UserRepository(session=session)
     try:
         async with session.begin_nested():
-            row = (
-                await session.execute(
-                    text(
-                        "INSERT INTO users (tenant_id, id, username, role, email, password_hash)"
-                        " VALUES (:t, :id, :u, :r, :e, :h) RETURNING created_at"
-                    ),
-                    {"t": tenant_id, "id": user_id, "u": username, "r": role, "e": masked, "h": password_hash},
-                )
-            ).one()
-    except IntegrityError as exc:
+            user = await users.add(
+                User(id=user_id, username=username, role=role, email=masked, password_hash=password_hash)
+            )
+    except RepositoryIntegrityError as exc:
         raise Conflict(f"user {username!r} already exists in this tenant") from exc
     if email:
         ring = await keyrings.get(session, tenant_id)
         blob = ring.encrypt(email.encode(), event_id=user_id, field="user.email")
         await session.execute(text("SELECT auditlog_vault_put(:u, 'email', :v)"), {"u": user_id, "v": blob})
-    return UserOut(id=user_id, username=username, role=role, email=masked, created_at=row.created_at)
+    return _out(user)
 
 
 async def list_users(session: AsyncSession) -> list[UserOut]:
-    rows = (
-        await session.execute(
-            text(
-                "SELECT id, username, role, email, created_at FROM users WHERE role <> 'Operator'"
-                " ORDER BY created_at, id"
-            )
-        )
-    ).all()
-    return [UserOut(id=r.id, username=r.username, role=r.role, email=r.email, created_at=r.created_at) for r in rows]
+    users = await UserRepository(session=session).list(
+        User.role != "Operator", order_by=[(User.created_at, False), (User.id, False)]
+    )
+    return [_out(u) for u in users]
+
+
+def _out(user: User) -> UserOut:
+    return UserOut(id=user.id, username=user.username, role=user.role, email=user.email, created_at=user.created_at)
