@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -12,13 +11,8 @@ from pathlib import Path
 
 import httpx
 import psutil
-import pytest
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.servers import free_port, wait_ready
 
 
 def _postmaster_pid(data_dir: Path) -> int | None:
@@ -41,20 +35,6 @@ def _start(data_dir: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
     )
 
 
-def _wait_ready(proc: subprocess.Popen[bytes], port: int, log: Path, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"serve exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    pytest.fail(f"serve not ready in {timeout}s:\n{log.read_text()[-3000:]}")
-
-
 def _crash(proc: subprocess.Popen[bytes]) -> None:
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=10)
@@ -71,11 +51,11 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 def test_embedded_server_starts_restarts_and_stops(tmp_path: Path) -> None:
     data_dir, log = tmp_path / "data", tmp_path / "serve.log"
-    port = _free_port()
+    port = free_port()
 
     first = _start(data_dir, port, log)
     try:
-        _wait_ready(first, port, log)
+        wait_ready(first, port, log)
         assert (data_dir / "demo-credentials.txt").exists()
         assert "demo credentials in" in log.read_text()
         assert "password" not in log.read_text().split("demo credentials in")[0].lower().replace(
@@ -90,7 +70,7 @@ def test_embedded_server_starts_restarts_and_stops(tmp_path: Path) -> None:
     assert _postmaster_pid(data_dir) == pg_pid
     second = _start(data_dir, port, log)
     try:
-        _wait_ready(second, port, log)
+        wait_ready(second, port, log)
     finally:
         _stop(second)
     assert second.returncode is not None
@@ -99,7 +79,7 @@ def test_embedded_server_starts_restarts_and_stops(tmp_path: Path) -> None:
     # A crash that also killed PostgreSQL leaves a stale postmaster.pid behind; serve still starts.
     third = _start(data_dir, port, log)
     try:
-        _wait_ready(third, port, log)
+        wait_ready(third, port, log)
         stale = _postmaster_pid(data_dir)
         assert stale is not None
         os.kill(stale, signal.SIGKILL)
@@ -109,7 +89,7 @@ def test_embedded_server_starts_restarts_and_stops(tmp_path: Path) -> None:
     assert (data_dir / "pg" / "postmaster.pid").exists()
     fourth = _start(data_dir, port, log)
     try:
-        _wait_ready(fourth, port, log)
+        wait_ready(fourth, port, log)
         with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
             assert client.get("/healthz").json() == {"status": "ok"}
     finally:

@@ -7,26 +7,18 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
 import httpx
-import pytest
 
 from app.auth.principal import Role
 from app.settings import Settings
 from tests.conftest import ApiClient, Database
 from tests.integration.ingest_helpers import owner
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.servers import free_port, wait_ready
 
 
 def _start(settings: Settings, database: Database, port: int, log: Path) -> subprocess.Popen[bytes]:
@@ -61,20 +53,6 @@ def _start(settings: Settings, database: Database, port: int, log: Path) -> subp
     return subprocess.Popen(cmd, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def _wait_ready(proc: subprocess.Popen[bytes], port: int, log: Path, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"server exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    pytest.fail(f"server not ready in {timeout}s:\n{log.read_text()[-3000:]}")
-
-
 async def test_acknowledged_events_survive_sigkill(
     client: ApiClient, database: Database, settings: Settings, tmp_path: Path
 ) -> None:
@@ -85,11 +63,11 @@ async def test_acknowledged_events_survive_sigkill(
     token = runtime.tokens.issue(user_id=uuid.uuid4(), tenant_id=tenant.id, role=Role.USER, session_id=uuid.uuid4())
     headers = {"Authorization": f"Bearer {token}"}
 
-    port, log = _free_port(), tmp_path / "server.log"
+    port, log = free_port(), tmp_path / "server.log"
     proc = _start(settings, database, port, log)
     acked: list[str] = []
     try:
-        await asyncio.to_thread(_wait_ready, proc, port, log)
+        await asyncio.to_thread(wait_ready, proc, port, log)
         stop, enough = asyncio.Event(), asyncio.Event()
 
         async def producer(n: int) -> None:
