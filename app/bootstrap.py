@@ -15,6 +15,7 @@ from sqlalchemy import text
 
 from app.auth.passwords import hash_password, verify_password
 from app.runtime import Runtime
+from app.settings import write_private
 from app.tenants.service import create_tenant, find_tenant
 from app.users.service import create_user
 
@@ -74,8 +75,7 @@ async def _seed_demo(runtime: Runtime) -> Path | None:
         return path if path.exists() else None
     header = "# tenant\tusername\trole\tpassword  (POST /api/v1/auth/token with these)\n"
     existing = path.read_text() if path.exists() else header
-    path.write_text(existing + "\n".join(lines) + "\n")
-    path.chmod(0o600)
+    write_private(path, existing + "\n".join(lines) + "\n")
     return path
 
 

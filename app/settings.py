@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Environment", "Settings", "load_settings"]
+__all__ = ["Environment", "Settings", "load_settings", "write_private"]
 
 
 class Environment(StrEnum):
@@ -146,11 +146,17 @@ class Settings(BaseSettings):
             if not getattr(self, name):
                 setattr(self, name, stored[name])
         if changed:
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(stored, indent=2))
-            tmp.chmod(0o600)
-            tmp.replace(path)
+            write_private(path, json.dumps(stored, indent=2))
         return self
+
+
+def write_private(path: Path, content: str) -> None:
+    """Write a file only its owner can read (created 0600, never readable by others even for a moment)."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(content)
+    tmp.replace(path)
 
 
 def load_settings(**overrides: Any) -> Settings:
