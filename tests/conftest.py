@@ -13,6 +13,7 @@ import contextlib
 import itertools
 import os
 import secrets
+import shutil
 import tempfile
 import warnings
 from collections.abc import AsyncIterator, Iterator
@@ -69,6 +70,7 @@ def pg_server() -> Iterator[PgServer]:
         yield PgServer(admin_dsn=server.url("postgres", "postgres", driver="postgresql"), embedded=server)
     finally:
         server.stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
