@@ -5,11 +5,9 @@ in-memory queue (no I/O, no masking). A background task flushes the queue every 
 as soon as ``batch`` (500) records are waiting. Each record is prepared with the write path's own
 ``app.logs.prepare.prepare_event`` (masking of secrets and PII, payload, search text) and stored per
 tenant through the ingest writer (``runtime.services["ingest"].submit``: same transaction shape, seq
-range, encrypted payload and PII vault, ``NOTIFY`` for live tails). When the writer is absent or refuses
-(e.g. it is already stopped at shutdown) the recorder inserts directly with the same conventions: a seq
-range from ``tenant_log_seq``, the payload encrypted with the tenant keyring, ``search =
-to_tsvector('simple', ...)``, in one tenant-bound transaction (PII originals are then not vaulted; the
-masked form is enough to audit a read).
+range, encrypted payload and PII vault, ``NOTIFY`` for live tails): there is one write path. The
+recorder is stopped (and flushed) before the writer at shutdown; if the writer refuses, the records are
+requeued and retried.
 
 Audit events never trigger audit events: they are written here, not through any route, and nothing in this
 module reads events. A failed flush is logged and retried (up to ``MAX_ATTEMPTS`` times per record);
@@ -43,18 +41,6 @@ log = logging.getLogger("auditlog.read_audit")
 RESOURCE_TYPE: Final = "audit_log"
 SERVICE_NAME: Final = "read_audit"
 MAX_ATTEMPTS: Final = 5
-
-_RESERVE_SEQ = "UPDATE tenant_log_seq SET last_seq = last_seq + $2 WHERE tenant_id = $1 RETURNING last_seq"
-_INSERT = """
-INSERT INTO audit_logs (tenant_id, "timestamp", id, seq, received_at, action, resource_type, resource_id,
-  user_id, session_id, request_id, severity, ip_address, user_agent, message, payload, search)
-SELECT $1, u.ts, u.id, u.seq, u.received_at, u.action, $2, u.resource_id, u.user_id, u.session_id,
-  u.request_id, 'INFO', u.ip::inet, u.user_agent, u.message, u.payload, to_tsvector('simple', u.search_text)
-FROM unnest($3::timestamptz[], $4::uuid[], $5::bigint[], $6::timestamptz[], $7::text[], $8::text[],
-  $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::bytea[], $16::text[])
-  AS u(ts, id, seq, received_at, action, resource_id, user_id, session_id, request_id, ip, user_agent,
-       message, payload, search_text)
-"""
 
 
 @dataclass(slots=True)
@@ -187,40 +173,11 @@ class ReadAuditRecorder:
                 log.error("read audit event refused (%s); not stored", exc.detail())
         if not prepared:
             return 0
-        submit = getattr(self.runtime.services.get("ingest"), "submit", None)
-        if submit is not None:
-            try:
-                await submit(tenant_id, prepared)
-                return len(prepared)
-            except Exception as exc:  # WriterUnavailable: stopped or failed without writing anything
-                log.warning("ingest writer refused read audit events (%s); inserting directly", exc)
-        await self._insert(tenant_id, prepared)
+        writer = self.runtime.services.get("ingest")
+        if writer is None:
+            raise RuntimeError("the ingest writer is not running")
+        await writer.submit(tenant_id, prepared)  # raises WriterUnavailable: the caller requeues
         return len(prepared)
-
-    async def _insert(self, tenant_id: uuid.UUID, prepared: list[PreparedEvent]) -> None:
-        async with self.runtime.db.tenant(tenant_id) as session:
-            keyring = await self.runtime.keyrings.get(session, tenant_id)
-            raw = await (await session.connection()).get_raw_connection()
-            pg: Any = raw.driver_connection
-            last = await pg.fetchval(_RESERVE_SEQ, tenant_id, len(prepared))
-            if last is None:
-                raise LookupError(f"tenant {tenant_id} has no log sequence")
-            first = int(last) - len(prepared) + 1
-            cols: list[list[Any]] = [[] for _ in range(14)]
-            for offset, p in enumerate(prepared):
-                o = p.out
-                payload = (
-                    None
-                    if p.payload_plain is None
-                    else keyring.encrypt(p.payload_plain, event_id=o.id, field="payload")
-                )
-                row = (
-                    o.timestamp, o.id, first + offset, o.received_at, o.action, o.resource_id, o.user_id,
-                    o.session_id, o.request_id, o.ip_address, o.user_agent, o.message, payload, p.search_text,
-                )  # fmt: skip
-                for col, value in zip(cols, row, strict=True):
-                    col.append(value)
-            await pg.execute(_INSERT, tenant_id, RESOURCE_TYPE, *cols)
 
     async def stop(self) -> None:
         """Stop the flusher and write what is still queued."""

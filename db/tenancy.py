@@ -1,7 +1,7 @@
 """The tenant boundary in the database: every transaction the API opens is bound to one tenant.
 
-``TenantDB`` is the only way application code reaches PostgreSQL, and ``bind_tenant`` the only place a
-transaction is bound to a tenant. ``tenant(tid)`` (an SQLAlchemy session) and ``raw(tid)`` (an asyncpg
+``TenantDB`` is the only way application code reaches PostgreSQL, and ``bind_session``/``bind_tenant`` the only
+places a transaction is bound to a tenant. ``tenant(tid)`` (an SQLAlchemy session) and ``raw(tid)`` (an asyncpg
 connection, for the hot paths) open a transaction with ``auditlog.tenant_id`` set for it
 (``set_config(..., true)``, so it ends with the transaction and never leaks to the next user of a pooled
 connection); row-level security then hides every other tenant's rows. ``system()`` opens one with no
@@ -17,11 +17,10 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-__all__ = ["SET_TENANT_SQL", "TenantDB", "bind_tenant"]
+__all__ = ["TenantDB", "bind_session", "bind_tenant"]
 
-SET_TENANT_SQL = "SELECT set_config('auditlog.tenant_id', $1, true)"
 _SET_TENANT = text("SELECT set_config('auditlog.tenant_id', :tid, true)")
 
 
@@ -47,6 +46,13 @@ async def bind_tenant(
     await conn.execute("COMMIT")
 
 
+async def bind_session(session: AsyncSession, tenant_id: uuid.UUID) -> AsyncSession:
+    """Bind the session's current transaction to ``tenant_id`` (and record it for tenant repositories)."""
+    await session.execute(_SET_TENANT, {"tid": str(tenant_id)})
+    session.info["tenant_id"] = tenant_id
+    return session
+
+
 class TenantDB:
     """Tenant-bound transactions over the API role's engine (and its raw asyncpg pool)."""
 
@@ -59,16 +65,7 @@ class TenantDB:
     async def tenant(self, tenant_id: uuid.UUID) -> AsyncIterator[AsyncSession]:
         """A session in one transaction that can only see and write ``tenant_id``'s rows."""
         async with self._sessions() as session, session.begin():
-            await session.execute(_SET_TENANT, {"tid": str(tenant_id)})
-            session.info["tenant_id"] = tenant_id
-            yield session
-
-    @contextlib.asynccontextmanager
-    async def tenant_connection(self, tenant_id: uuid.UUID) -> AsyncIterator[AsyncConnection]:
-        """Like ``tenant`` but a Core connection."""
-        async with self.engine.begin() as conn:
-            await conn.execute(_SET_TENANT, {"tid": str(tenant_id)})
-            yield conn
+            yield await bind_session(session, tenant_id)
 
     @contextlib.asynccontextmanager
     async def raw(self, tenant_id: uuid.UUID, *, readonly: bool = False) -> AsyncIterator[asyncpg.Connection]:

@@ -10,11 +10,9 @@ from sqlalchemy.exc import IntegrityError
 from app.errors import Conflict
 from app.runtime import Runtime
 from app.tenants.schemas import TenantOut
-from db.tenancy import TenantDB
+from db.tenancy import TenantDB, bind_session
 
 __all__ = ["create_tenant", "find_tenant", "list_tenants"]
-
-_SET_TENANT = text("SELECT set_config('auditlog.tenant_id', :t, true)")
 
 
 async def create_tenant(runtime: Runtime, name: str, *, platform: bool = False) -> TenantOut:
@@ -27,7 +25,7 @@ async def create_tenant(runtime: Runtime, name: str, *, platform: bool = False) 
                     {"id": tenant_id, "name": name, "p": platform},
                 )
             ).one()
-            await session.execute(_SET_TENANT, {"t": str(tenant_id)})
+            await bind_session(session, tenant_id)  # the first data key is a row of the new tenant
             await runtime.keyrings.create_first_key(session, tenant_id)
     except IntegrityError as exc:
         if getattr(exc.orig, "sqlstate", None) == "23505":
