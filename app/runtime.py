@@ -20,7 +20,7 @@ from app.auth.revocation import RevocationRegistry
 from app.settings import Settings
 from db.crypto import LocalMasterKey
 from db.keyring import KeyringStore
-from db.tenancy import TenantDB
+from db.tenancy import READ_POOL_SETTINGS, ReadConnection, TenantDB, keep_session
 from db.urls import plain_dsn, sqlalchemy_url
 
 __all__ = ["Runtime", "build_runtime"]
@@ -88,7 +88,9 @@ async def build_runtime(settings: Settings) -> Runtime:
         plain_dsn(settings.database_url or ""),
         min_size=0,  # connect lazily: the API starts even while the database is still coming up
         max_size=settings.db_pool_size,
-        server_settings={"application_name": "auditlog-api"},
+        server_settings={"application_name": "auditlog-api-read", **READ_POOL_SETTINGS},
+        connection_class=ReadConnection,
+        reset=keep_session,  # sessions keep their tenant binding; see db.tenancy
     )
     db = TenantDB(engine, pool)
     tokens = TokenService(

@@ -1,12 +1,20 @@
 """The tenant boundary in the database: every transaction the API opens is bound to one tenant.
 
-``TenantDB`` is the only way application code reaches PostgreSQL, and ``bind_session``/``bind_tenant`` the only
-places a transaction is bound to a tenant. ``tenant(tid)`` (an SQLAlchemy session) and ``raw(tid)`` (an asyncpg
-connection, for the hot paths) open a transaction with ``auditlog.tenant_id`` set for it
-(``set_config(..., true)``, so it ends with the transaction and never leaks to the next user of a pooled
-connection); row-level security then hides every other tenant's rows. ``system()`` opens one with no
-tenant: it sees no tenant rows at all and is used only to call the ``SECURITY DEFINER`` look-ups that run
-before a tenant is known (login, API keys).
+``TenantDB`` is the only way application code reaches PostgreSQL, and ``bind_session``/``bind_tenant``/
+``TenantDB.read`` the only places a connection is bound to a tenant; row-level security then hides every other
+tenant's rows.
+
+- ``tenant(tid)`` (an SQLAlchemy session) opens a transaction with ``auditlog.tenant_id`` set for it
+  (``set_config(..., true)``, so it ends with the transaction and never leaks to the next user of a pooled
+  connection). Every write goes this way (or through the ingest writer's own connections, bound the same way).
+- ``read(tid)`` (the read hot paths) hands out a connection of the separate *read pool*: its sessions are
+  read-only (``default_transaction_read_only``), and the tenant is bound at session level and remembered per
+  connection, so a read is one statement in one round trip and rebinding costs a round trip only when the
+  connection last served another tenant. The pool does not reset sessions on release (no ``RESET ALL``:
+  that would cost a round trip and drop the binding). Every read statement also carries an explicit
+  ``tenant_id = $1``, so a binding that were ever stale could only hide rows, never show another tenant's.
+- ``system()`` opens a transaction with no tenant: it sees no tenant rows at all and is used only to call the
+  ``SECURITY DEFINER`` look-ups that run before a tenant is known (login, API keys).
 """
 
 from __future__ import annotations
@@ -19,9 +27,30 @@ import asyncpg
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-__all__ = ["TenantDB", "bind_session", "bind_tenant"]
+__all__ = ["ReadConnection", "TenantDB", "bind_session", "bind_tenant", "keep_session"]
 
 _SET_TENANT = text("SELECT set_config('auditlog.tenant_id', :tid, true)")
+_SET_SESSION_TENANT = "SELECT set_config('auditlog.tenant_id', $1, false)"
+READ_POOL_SETTINGS = {"default_transaction_read_only": "on"}
+
+
+class ReadConnection(asyncpg.Connection):
+    """A read-pool connection that remembers the tenant its session is bound to (``None``: unknown/unbound).
+
+    Methods rather than an attribute: the pool hands out a proxy that forwards calls, not attribute writes.
+    """
+
+    _bound_tenant: uuid.UUID | None = None
+
+    def bound_tenant(self) -> uuid.UUID | None:
+        return self._bound_tenant
+
+    def remember_tenant(self, tenant_id: uuid.UUID | None) -> None:
+        self._bound_tenant = tenant_id
+
+
+async def keep_session(conn: asyncpg.Connection) -> None:
+    """The read pool's reset on release: nothing beyond asyncpg's own (which rolls back an open transaction)."""
 
 
 @contextlib.asynccontextmanager
@@ -68,11 +97,23 @@ class TenantDB:
             yield await bind_session(session, tenant_id)
 
     @contextlib.asynccontextmanager
-    async def raw(self, tenant_id: uuid.UUID, *, readonly: bool = False) -> AsyncIterator[asyncpg.Connection]:
-        """An asyncpg connection in a transaction bound to ``tenant_id`` (the read hot path)."""
+    async def read(self, tenant_id: uuid.UUID) -> AsyncIterator[asyncpg.Connection]:
+        """A read-only connection of the read pool whose session is bound to ``tenant_id``.
+
+        Each statement is its own (read-only) transaction; use ``bind_tenant(conn, tid, readonly=True)`` on it
+        for a snapshot shared by several statements.
+        """
         if self.pool is None:
-            raise RuntimeError("TenantDB was built without an asyncpg pool")
-        async with self.pool.acquire() as conn, bind_tenant(conn, tenant_id, readonly=readonly):
+            raise RuntimeError("TenantDB was built without an asyncpg read pool")
+        if not isinstance(tenant_id, uuid.UUID):
+            raise TypeError("tenant_id must be a uuid.UUID")
+        async with self.pool.acquire() as conn:
+            if not isinstance(conn, ReadConnection):
+                raise TypeError("the read pool must be created with connection_class=ReadConnection")
+            if conn.bound_tenant() != tenant_id:
+                conn.remember_tenant(None)  # unknown until the binding is confirmed
+                await conn.execute(_SET_SESSION_TENANT, str(tenant_id))
+                conn.remember_tenant(tenant_id)
             yield conn
 
     @contextlib.asynccontextmanager

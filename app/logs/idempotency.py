@@ -13,9 +13,8 @@ import re
 from dataclasses import dataclass
 from datetime import timedelta
 
-from litestar import Response
-
 from app.errors import ApiError
+from app.responses import EncodedJSON
 
 __all__ = ["HEADER", "TTL", "Claim", "StoredResponse", "parse_key", "replay"]
 
@@ -56,7 +55,7 @@ def parse_key(value: str | None) -> str | None:
     return key
 
 
-def replay(claim: Claim, stored: StoredResponse) -> Response[bytes]:
+def replay(claim: Claim, stored: StoredResponse) -> EncodedJSON:
     """The stored first result for a repeat, or a 409 when the key was used for another request."""
     if stored.request_hash != claim.request_hash:
         raise ApiError(
@@ -64,9 +63,4 @@ def replay(claim: Claim, stored: StoredResponse) -> Response[bytes]:
             f"{HEADER} {claim.key!r} was already used for a different request",
             errors=[{"field": HEADER, "message": "already used for a different request body"}],
         )
-    return Response(
-        content=stored.response,
-        status_code=201,
-        media_type="application/json",
-        headers={"Idempotent-Replayed": "true"},
-    )
+    return EncodedJSON(stored.response, status_code=201, headers={"Idempotent-Replayed": "true"})

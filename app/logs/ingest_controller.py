@@ -24,6 +24,7 @@ from app.logs.idempotency import HEADER, Claim, parse_key, replay
 from app.logs.ingest import IngestWriter, WriterUnavailable
 from app.logs.prepare import FieldError, PreparedEvent, decode_bulk, decode_event, prepare_event, request_hash
 from app.logs.schemas import BulkResult, EventIn, EventOut
+from app.responses import EncodedJSON
 from app.runtime import Runtime
 
 __all__ = ["MAX_BULK_ITEMS", "LogIngestController", "read_capped"]
@@ -76,7 +77,7 @@ async def _store(
         raise ApiError(503, "the events could not be stored; retry", headers={"Retry-After": "1"}) from None
     if outcome.replay is not None and claim is not None:
         return replay(claim, outcome.replay)
-    return Response(content=body, status_code=201, media_type=_JSON)
+    return EncodedJSON(body, status_code=201)
 
 
 def _claim(request: Request[Any, Any, Any], route: str, body: bytes, response: bytes) -> Claim | None:

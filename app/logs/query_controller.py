@@ -1,7 +1,7 @@
 """Reading events: ``GET /api/v1/logs`` (filtered, keyset-paginated list) and ``GET /api/v1/logs/{id}``.
 
-The hot path runs one hand-written statement in a read-only transaction bound to the caller's tenant
-(``TenantDB.raw``: asyncpg, which prepares and caches it per connection), decrypts the payloads of the
+The hot path runs one hand-written statement, in one round trip, on a read-only connection bound to the
+caller's tenant (``TenantDB.read``: asyncpg, which prepares and caches it per connection), decrypts the payloads of the
 rows it returns and nothing else (their JSON is passed through, not parsed again), and queues a
 read-audit record without waiting for it to be written.
 
@@ -15,22 +15,23 @@ from __future__ import annotations
 
 import ipaddress
 import uuid
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
-from litestar import Controller, MediaType, Request, Response, get
+from litestar import Controller, Request, get
 from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.openapi.spec import OpenAPIType
-from litestar.params import FromPath, QueryParameter
+from litestar.openapi.spec import Operation
+from litestar.params import FromPath
 
 from app.errors import ApiError, NotFound
 from app.guards import READERS, principal_of
 from app.logs.cursor import CursorError, CursorPosition, cursor_codec
-from app.logs.query import DEFAULT_LIMIT, MAX_LIMIT, build_get_sql, build_list_sql, parse_list_query
+from app.logs.query import DEFAULT_LIMIT, MAX_LIMIT, SEVERITIES, build_get_sql, build_list_sql, parse_list_query
 from app.logs.rows import PageWire, row_to_wire, rows_to_wire
 from app.logs.schemas import EventOut, EventPage
 from app.read_audit import get_recorder
+from app.responses import EncodedJSON
 from app.runtime import Runtime
 
 if TYPE_CHECKING:
@@ -61,7 +62,7 @@ _GET_PROBLEMS = {
 
 def _json(body: msgspec.Struct) -> Any:
     """The response, encoded here once; the handler's annotation still documents :class:`EventOut`."""
-    return Response(msgspec.json.encode(body), media_type=MediaType.JSON)
+    return EncodedJSON(msgspec.json.encode(body))
 
 
 def _audit(
@@ -90,12 +91,57 @@ def _audit(
     )
 
 
+def _param(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "description": description, "schema": schema}
+
+
+_TIME = {"type": "string", "format": "date-time"}
+_TEXT = {"type": "string"}
+# ``GET /api/v1/logs`` reads its query string itself (``parse_list_query``: one pass, every bad parameter named
+# in one 422), so the handler declares no query parameters for Litestar to parse a second time; they are
+# documented here instead.
+_LIST_PARAMETERS = [
+    _param("start_time", _TIME_DOC, _TIME),
+    _param("end_time", _TIME_DOC, _TIME),
+    _param("user_id", "The actor (exact match).", _TEXT),
+    _param("action", "e.g. CREATE, VIEW (exact match).", _TEXT),
+    _param("resource_type", "Exact match.", _TEXT),
+    _param("resource_id", "Exact match.", _TEXT),
+    {
+        **_param(
+            "severity",
+            "INFO, WARNING, ERROR, CRITICAL; repeatable (or comma-separated).",
+            {"type": "array", "items": {"type": "string", "enum": list(SEVERITIES)}},
+        ),
+        "explode": True,
+    },
+    _param("session_id", "Exact match.", _TEXT),
+    _param("request_id", "Exact match (correlation id).", _TEXT),
+    _param("ip_address", "An IPv4 or IPv6 address.", _TEXT),
+    _param("q", _Q_DOC, _TEXT),
+    _param(
+        "limit",
+        f"Page size, 1-{MAX_LIMIT} (default {DEFAULT_LIMIT}).",
+        {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
+    ),
+    _param("cursor", "`next_cursor` of the previous page.", _TEXT),
+]
+
+
+class _ListOperation(Operation):
+    def to_schema(self) -> dict[str, Any]:
+        out = super().to_schema()
+        out["parameters"] = [*out.get("parameters", []), *_LIST_PARAMETERS]
+        return out
+
+
 @get(
     "/api/v1/logs",
     guards=[READERS],
     tags=["logs"],
     name="list_logs",
     responses=_LIST_PROBLEMS,
+    operation_class=_ListOperation,
     summary="List and search events (newest first, keyset pagination)",
     description=(
         "Events of the caller's tenant, `timestamp` desc then `id` desc. All filters are ANDed. "
@@ -105,38 +151,7 @@ def _audit(
         "naming each one; a bad, tampered or mismatched cursor answers 400."
     ),
 )
-async def list_logs(
-    request: Request[Any, Any, Any],
-    runtime: NamedDependency[Runtime],
-    start_time: Annotated[str | None, QueryParameter(description=_TIME_DOC, format="date-time")] = None,
-    end_time: Annotated[str | None, QueryParameter(description=_TIME_DOC, format="date-time")] = None,
-    user_id: Annotated[str | None, QueryParameter(description="The actor (exact match).")] = None,
-    action: Annotated[str | None, QueryParameter(description="e.g. CREATE, VIEW (exact match).")] = None,
-    resource_type: Annotated[str | None, QueryParameter(description="Exact match.")] = None,
-    resource_id: Annotated[str | None, QueryParameter(description="Exact match.")] = None,
-    severity: Annotated[
-        list[str] | None,
-        QueryParameter(description="INFO, WARNING, ERROR, CRITICAL; repeatable (or comma-separated)."),
-    ] = None,
-    session_id: Annotated[str | None, QueryParameter(description="Exact match.")] = None,
-    request_id: Annotated[str | None, QueryParameter(description="Exact match (correlation id).")] = None,
-    ip_address: Annotated[str | None, QueryParameter(description="An IPv4 or IPv6 address.")] = None,
-    q: Annotated[str | None, QueryParameter(description=_Q_DOC)] = None,
-    limit: Annotated[
-        str | None,
-        QueryParameter(
-            description=f"Page size, 1-{MAX_LIMIT} (default {DEFAULT_LIMIT}).",
-            schema_extra={
-                "one_of": None,
-                "type": OpenAPIType.INTEGER,
-                "minimum": 1,
-                "maximum": MAX_LIMIT,
-                "default": DEFAULT_LIMIT,
-            },
-        ),
-    ] = None,
-    cursor: Annotated[str | None, QueryParameter(description="`next_cursor` of the previous page.")] = None,
-) -> EventPage:
+async def list_logs(request: Request[Any, Any, Any], runtime: NamedDependency[Runtime]) -> EventPage:
     principal = principal_of(request)
     query = parse_list_query(request.query_params.dict())
     tenant_id = principal.tenant_id
@@ -150,7 +165,7 @@ async def list_logs(
             raise ApiError(400, f"invalid cursor: {exc}", errors=[{"field": "cursor", "message": str(exc)}]) from None
         after = (pos.timestamp, pos.id)
     sql, args = build_list_sql(tenant_id, query.filters, after=after, limit=query.limit)
-    async with runtime.db.raw(tenant_id, readonly=True) as pg:
+    async with runtime.db.read(tenant_id) as pg:
         rows = await pg.fetch(sql, *args)
         keyring = await runtime.keyrings.get(pg, tenant_id)
     more = len(rows) > query.limit
@@ -190,7 +205,7 @@ class LogQueryController(Controller):
     ) -> EventOut:
         principal = principal_of(request)
         sql, args = build_get_sql(principal.tenant_id, event_id)
-        async with runtime.db.raw(principal.tenant_id, readonly=True) as pg:
+        async with runtime.db.read(principal.tenant_id) as pg:
             row = await pg.fetchrow(sql, *args)
             keyring = await runtime.keyrings.get(pg, principal.tenant_id) if row is not None else None
         event = row_to_wire(row, keyring) if row is not None and keyring is not None else None

@@ -10,7 +10,7 @@ row - let alone another row's data - is returned in that case.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -42,12 +42,11 @@ _raw_decoder = msgspec.json.Decoder(_RawPayload)
 _PASSED_THROUGH = ("metadata", "before_state", "after_state")
 
 # :class:`EventOut` as it goes on the wire from the read path: the same fields in the same order, with the
-# JSON parts passed through verbatim. Derived from EventOut so the two cannot drift; the OpenAPI schema is
-# EventOut's.
+# JSON parts passed through verbatim; built positionally (the row order of ``SELECT_COLUMNS``). Derived from
+# EventOut so the two cannot drift; the OpenAPI schema is EventOut's.
 EventWire: Any = msgspec.defstruct(
     "EventWire",
     [(f.name, msgspec.Raw if f.name in _PASSED_THROUGH else f.type) for f in msgspec.structs.fields(EventOut)],
-    kw_only=True,
 )
 
 
@@ -75,31 +74,22 @@ def _decrypt(keyring: TenantKeyring, blob: bytes, event_id: Any, decoder: msgspe
         raise PayloadIntegrityError() from None
 
 
-def row_to_wire(row: Mapping[str, Any], keyring: TenantKeyring) -> Any:
-    """One row (asyncpg ``Record`` with the ``SELECT_COLUMNS`` names) as the API event; the decrypted JSON
+def _payload(keyring: TenantKeyring, blob: bytes | None, event_id: Any) -> _RawPayload:
+    return _EMPTY_RAW if blob is None else _decrypt(keyring, blob, event_id, _raw_decoder)  # type: ignore[no-any-return]
+
+
+def row_to_wire(row: Sequence[Any], keyring: TenantKeyring) -> Any:
+    """One row (asyncpg ``Record`` of ``SELECT_COLUMNS``, in that order) as the API event; the decrypted JSON
     parts are passed through, not parsed again."""
-    blob = row["payload"]
-    payload = _EMPTY_RAW if blob is None else _decrypt(keyring, blob, row["id"], _raw_decoder)
+    (event_id, tenant_id, action, resource_type, resource_id, user_id, session_id, request_id, severity,
+     timestamp, ip_address, user_agent, message, received_at, blob) = row  # fmt: skip
+    payload = _payload(keyring, blob, event_id)
     return EventWire(
-        id=row["id"],
-        tenant_id=row["tenant_id"],
-        action=row["action"],
-        resource_type=row["resource_type"],
-        resource_id=row["resource_id"],
-        user_id=row["user_id"],
-        session_id=row["session_id"],
-        request_id=row["request_id"],
-        severity=row["severity"],
-        timestamp=row["timestamp"],
-        ip_address=row["ip_address"],
-        user_agent=row["user_agent"],
-        message=row["message"],
-        before_state=payload.before_state,
-        after_state=payload.after_state,
-        metadata=payload.metadata,
-        received_at=row["received_at"],
-    )
+        event_id, tenant_id, action, resource_type, resource_id, user_id, session_id, request_id, severity,
+        timestamp, ip_address, user_agent, message, payload.before_state, payload.after_state, payload.metadata,
+        received_at,
+    )  # fmt: skip
 
 
-def rows_to_wire(rows: Iterable[Mapping[str, Any]], keyring: TenantKeyring) -> list[Any]:
+def rows_to_wire(rows: Iterable[Sequence[Any]], keyring: TenantKeyring) -> list[Any]:
     return [row_to_wire(row, keyring) for row in rows]

@@ -357,6 +357,28 @@ async def test_default_limit_and_next_cursor(client: AsyncTestClient[Any], world
     assert last.json() == {"items": [], "next_cursor": None}
 
 
+async def test_page_response_headers(client: AsyncTestClient[Any], world: World) -> None:
+    response = await client.get("/api/v1/logs", params={"limit": "3"}, headers=world.a.headers)
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    assert int(response.headers["content-length"]) == len(response.content)
+    assert "ratelimit-remaining" in response.headers and "x-request-id" in response.headers
+
+
+async def test_openapi_documents_the_list_parameters(client: AsyncTestClient[Any]) -> None:
+    schema = (await client.get("/schema/openapi.json")).json()
+    operation = schema["paths"]["/api/v1/logs"]["get"]
+    params = {p["name"]: p for p in operation["parameters"] if p["in"] == "query"}
+    assert set(params) == {
+        "start_time", "end_time", "user_id", "action", "resource_type", "resource_id", "severity", "session_id",
+        "request_id", "ip_address", "q", "limit", "cursor",
+    }  # fmt: skip
+    assert params["start_time"]["schema"]["format"] == "date-time"
+    assert params["severity"]["schema"]["items"]["enum"] == ["INFO", "WARNING", "ERROR", "CRITICAL"]
+    assert params["limit"]["schema"]["maximum"] == 1000
+    assert "200" in operation["responses"] and "422" in operation["responses"]
+
+
 async def test_get_by_id_and_tenant_isolation(client: AsyncTestClient[Any], world: World) -> None:
     own = next(e for e in world.events if e.tenant_id == world.a.id and e.metadata)
     other = next(e for e in world.events if e.tenant_id == world.b.id)
