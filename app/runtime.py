@@ -10,7 +10,6 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-import asyncpg
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -20,7 +19,7 @@ from app.auth.revocation import RevocationRegistry
 from app.settings import Settings
 from db.crypto import LocalMasterKey
 from db.keyring import KeyringStore
-from db.tenancy import READ_POOL_SETTINGS, ReadConnection, TenantDB, keep_session
+from db.tenancy import TenantDB, create_read_pool
 from db.urls import plain_dsn, sqlalchemy_url
 
 __all__ = ["Runtime", "build_runtime"]
@@ -84,14 +83,7 @@ async def build_runtime(settings: Settings) -> Runtime:
     except Exception:
         await engine.dispose()
         raise
-    pool = await asyncpg.create_pool(
-        plain_dsn(settings.database_url or ""),
-        min_size=0,  # connect lazily: the API starts even while the database is still coming up
-        max_size=settings.db_pool_size,
-        server_settings={"application_name": "auditlog-api-read", **READ_POOL_SETTINGS},
-        connection_class=ReadConnection,
-        reset=keep_session,  # sessions keep their tenant binding; see db.tenancy
-    )
+    pool = await create_read_pool(plain_dsn(settings.database_url or ""), max_size=settings.db_pool_size)
     db = TenantDB(engine, pool)
     tokens = TokenService(
         settings.jwt_keys(),

@@ -27,7 +27,7 @@ import asyncpg
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-__all__ = ["ReadConnection", "TenantDB", "bind_session", "bind_tenant", "keep_session"]
+__all__ = ["ReadConnection", "TenantDB", "bind_session", "bind_tenant", "create_read_pool"]
 
 _SET_TENANT = text("SELECT set_config('auditlog.tenant_id', :tid, true)")
 _SET_SESSION_TENANT = "SELECT set_config('auditlog.tenant_id', $1, false)"
@@ -49,8 +49,20 @@ class ReadConnection(asyncpg.Connection):
         self._bound_tenant = tenant_id
 
 
-async def keep_session(conn: asyncpg.Connection) -> None:
+async def _keep_session(conn: asyncpg.Connection) -> None:
     """The read pool's reset on release: nothing beyond asyncpg's own (which rolls back an open transaction)."""
+
+
+async def create_read_pool(dsn: str, *, max_size: int, application_name: str = "auditlog-api-read") -> asyncpg.Pool:
+    """The pool behind ``TenantDB.read``: read-only sessions that keep their tenant binding between uses."""
+    return await asyncpg.create_pool(
+        dsn,
+        min_size=0,  # connect lazily: the API starts even while the database is still coming up
+        max_size=max_size,
+        server_settings={"application_name": application_name, **READ_POOL_SETTINGS},
+        connection_class=ReadConnection,
+        reset=_keep_session,
+    )
 
 
 @contextlib.asynccontextmanager
