@@ -10,7 +10,7 @@ row - let alone another row's data - is returned in that case.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -62,28 +62,25 @@ class PayloadIntegrityError(ApiError):
         super().__init__(500, "event payload failed integrity check")
 
 
-def _decrypt(keyring: TenantKeyring, blob: bytes, event_id: Any, decoder: msgspec.json.Decoder[Any]) -> Any:
-    try:
-        return decoder.decode(keyring.decrypt(bytes(blob), event_id=event_id, field="payload"))
-    except (DecryptionError, msgspec.DecodeError):
-        log.error(
-            "payload of event %s (tenant %s) failed its integrity check; refusing to return it",
-            event_id,
-            keyring.tenant_id,
-        )
-        raise PayloadIntegrityError() from None
+def _refuse(event_id: Any, keyring: TenantKeyring) -> PayloadIntegrityError:
+    log.error(
+        "payload of event %s (tenant %s) failed its integrity check; refusing to return it",
+        event_id,
+        keyring.tenant_id,
+    )
+    return PayloadIntegrityError()
 
 
-def _payload(keyring: TenantKeyring, blob: bytes | None, event_id: Any) -> _RawPayload:
-    return _EMPTY_RAW if blob is None else _decrypt(keyring, blob, event_id, _raw_decoder)  # type: ignore[no-any-return]
-
-
-def row_to_wire(row: Sequence[Any], keyring: TenantKeyring) -> Any:
-    """One row (asyncpg ``Record`` of ``SELECT_COLUMNS``, in that order) as the API event; the decrypted JSON
-    parts are passed through, not parsed again."""
+def _wire(row: Sequence[Any], open_payload: Callable[[bytes, Any], bytes], keyring: TenantKeyring) -> Any:
     (event_id, tenant_id, action, resource_type, resource_id, user_id, session_id, request_id, severity,
      timestamp, ip_address, user_agent, message, received_at, blob) = row  # fmt: skip
-    payload = _payload(keyring, blob, event_id)
+    if blob is None:
+        payload = _EMPTY_RAW
+    else:
+        try:
+            payload = _raw_decoder.decode(open_payload(blob, event_id))
+        except (DecryptionError, msgspec.DecodeError):
+            raise _refuse(event_id, keyring) from None
     return EventWire(
         event_id, tenant_id, action, resource_type, resource_id, user_id, session_id, request_id, severity,
         timestamp, ip_address, user_agent, message, payload.before_state, payload.after_state, payload.metadata,
@@ -91,5 +88,12 @@ def row_to_wire(row: Sequence[Any], keyring: TenantKeyring) -> Any:
     )  # fmt: skip
 
 
+def row_to_wire(row: Sequence[Any], keyring: TenantKeyring) -> Any:
+    """One row (asyncpg ``Record`` of ``SELECT_COLUMNS``, in that order) as the API event; the decrypted JSON
+    parts are passed through, not parsed again."""
+    return _wire(row, keyring.opener("payload"), keyring)
+
+
 def rows_to_wire(rows: Iterable[Sequence[Any]], keyring: TenantKeyring) -> list[Any]:
-    return [row_to_wire(row, keyring) for row in rows]
+    open_payload = keyring.opener("payload")
+    return [_wire(row, open_payload, keyring) for row in rows]

@@ -159,6 +159,30 @@ def test_rotation_keeps_old_blobs_readable(tenant_id: uuid.UUID, event_id: uuid.
     assert ring2.decrypt(new_blob, event_id=event_id, field="payload") == b"after rotation"
 
 
+def test_opener_reads_what_decrypt_reads_and_refuses_what_it_refuses(
+    tenant_id: uuid.UUID, event_id: uuid.UUID
+) -> None:
+    key1, key2 = new_data_key(1), new_data_key(2)
+    ring = TenantKeyring(tenant_id, key1).with_active(key2)
+    old = TenantKeyring(tenant_id, key1).encrypt(b"old key", event_id=event_id, field="payload")
+    new = ring.encrypt(b"new key", event_id=event_id, field="payload")
+    open_payload = ring.opener("payload")
+    assert open_payload(old, event_id) == b"old key" and open_payload(new, event_id) == b"new key"
+    other_event, other_tenant = uuid.uuid4(), TenantKeyring(uuid.uuid4(), key2)
+    refused = [
+        (open_payload, new, other_event),  # moved to another row
+        (other_tenant.opener("payload"), new, event_id),  # moved to another tenant, same key material
+        (ring.opener("metadata"), new, event_id),  # another field
+        (open_payload, new[:-1] + bytes([new[-1] ^ 1]), event_id),  # tampered
+        (open_payload, new[:20], event_id),  # truncated
+        (open_payload, b"\x02" + new[1:], event_id),  # unknown version
+        (TenantKeyring(tenant_id, new_data_key(3)).opener("payload"), new, event_id),  # key not in the ring
+    ]
+    for opener, blob, eid in refused:
+        with pytest.raises(DecryptionError):
+            opener(blob, eid)
+
+
 def test_keyring_without_old_key_fails_cleanly(tenant_id: uuid.UUID, event_id: uuid.UUID) -> None:
     old_blob = TenantKeyring(tenant_id, new_data_key(1)).encrypt(b"x", event_id=event_id, field="payload")
     only_key2 = TenantKeyring(tenant_id, new_data_key(2))
