@@ -65,9 +65,10 @@ FILTER_PARAMS: Final = (
     "q",
 )
 
-# In the order of the API event's fields (``app.logs.rows`` unpacks rows positionally), ``payload`` last.
+# In the order of the API event's fields (``app.logs.rows`` unpacks rows positionally), ``payload`` last; no
+# ``tenant_id``: every statement selects one tenant's rows, so the caller already knows it.
 SELECT_COLUMNS: Final = (
-    'id, tenant_id, action, resource_type, resource_id, user_id, session_id, request_id, severity, "timestamp", '
+    'id, action, resource_type, resource_id, user_id, session_id, request_id, severity, "timestamp", '
     "host(ip_address) AS ip_address, user_agent, message, received_at, payload"
 )
 

@@ -71,8 +71,10 @@ def _refuse(event_id: Any, keyring: TenantKeyring) -> PayloadIntegrityError:
     return PayloadIntegrityError()
 
 
-def _wire(row: Sequence[Any], open_payload: Callable[[bytes, Any], bytes], keyring: TenantKeyring) -> Any:
-    (event_id, tenant_id, action, resource_type, resource_id, user_id, session_id, request_id, severity,
+def _wire(
+    row: Sequence[Any], tenant_id: str, open_payload: Callable[[bytes, Any], bytes], keyring: TenantKeyring
+) -> Any:
+    (event_id, action, resource_type, resource_id, user_id, session_id, request_id, severity,
      timestamp, ip_address, user_agent, message, received_at, blob) = row  # fmt: skip
     if blob is None:
         payload = _EMPTY_RAW
@@ -89,11 +91,11 @@ def _wire(row: Sequence[Any], open_payload: Callable[[bytes, Any], bytes], keyri
 
 
 def row_to_wire(row: Sequence[Any], keyring: TenantKeyring) -> Any:
-    """One row (asyncpg ``Record`` of ``SELECT_COLUMNS``, in that order) as the API event; the decrypted JSON
-    parts are passed through, not parsed again."""
-    return _wire(row, keyring.opener("payload"), keyring)
+    """One row (asyncpg ``Record`` of ``SELECT_COLUMNS``, in that order) of the keyring's tenant as the API event;
+    the decrypted JSON parts are passed through, not parsed again."""
+    return _wire(row, str(keyring.tenant_id), keyring.opener("payload"), keyring)
 
 
 def rows_to_wire(rows: Iterable[Sequence[Any]], keyring: TenantKeyring) -> list[Any]:
-    open_payload = keyring.opener("payload")
-    return [_wire(row, open_payload, keyring) for row in rows]
+    open_payload, tenant_id = keyring.opener("payload"), str(keyring.tenant_id)
+    return [_wire(row, tenant_id, open_payload, keyring) for row in rows]
