@@ -74,7 +74,7 @@ class CursorCodec:
 
     def _tag(self, tenant_id: uuid.UUID, fingerprint: bytes, body: bytes) -> bytes:
         msg = _DOMAIN + tenant_id.bytes + hashlib.sha256(fingerprint).digest() + body
-        return hmac.new(self._key, msg, hashlib.sha256).digest()[:TAG_SIZE]
+        return hmac.digest(self._key, msg, "sha256")[:TAG_SIZE]
 
     def encode(self, position: CursorPosition, *, tenant_id: uuid.UUID, fingerprint: bytes) -> str:
         """A cursor for the page after ``position``, valid only for this tenant and filter fingerprint."""
