@@ -14,6 +14,7 @@ the app refuses to start ("Handler already registered ... OPTIONS"); a plain han
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -171,7 +172,7 @@ async def list_logs(request: Request[Any, Any, Any], runtime: NamedDependency[Ru
     if more:
         last = items[-1]
         next_cursor = codec.encode(
-            CursorPosition(timestamp=last.timestamp, id=last.id),
+            CursorPosition(timestamp=datetime.fromisoformat(last.timestamp), id=last.id),
             tenant_id=tenant_id,
             fingerprint=fingerprint,
         )

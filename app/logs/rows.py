@@ -40,13 +40,18 @@ _raw_decoder = msgspec.json.Decoder(_RawPayload)
 
 
 _PASSED_THROUGH = ("metadata", "before_state", "after_state")
+_AS_TEXT = ("timestamp", "received_at")  # RFC 3339 text formatted by the query (``app.logs.query``)
 
 # :class:`EventOut` as it goes on the wire from the read path: the same fields in the same order, with the
-# JSON parts passed through verbatim; built positionally (the row order of ``SELECT_COLUMNS``). Derived from
-# EventOut so the two cannot drift; the OpenAPI schema is EventOut's.
+# JSON parts passed through verbatim and the times as the text the query formatted; built positionally (the
+# row order of ``SELECT_COLUMNS``). Derived from EventOut so the two cannot drift; the OpenAPI schema is
+# EventOut's.
 EventWire: Any = msgspec.defstruct(
     "EventWire",
-    [(f.name, msgspec.Raw if f.name in _PASSED_THROUGH else f.type) for f in msgspec.structs.fields(EventOut)],
+    [
+        (f.name, msgspec.Raw if f.name in _PASSED_THROUGH else str if f.name in _AS_TEXT else f.type)
+        for f in msgspec.structs.fields(EventOut)
+    ],
 )
 
 

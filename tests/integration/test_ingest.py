@@ -85,6 +85,35 @@ async def test_round_trip_of_every_field(client: ApiClient, database: Database) 
     assert read.json() == out
 
 
+async def test_times_read_back_exactly_as_written_and_in_order(client: ApiClient) -> None:
+    """Whole seconds carry no fraction, others six digits (one form on every route); a page across severities
+    orders by time, not by the text of the time ("…:00Z" sorts after "…:00.5Z" as text)."""
+    t = await make_tenant(client)
+    base = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    written = []
+    for offset, severity in [(0, "INFO"), (500_000, "ERROR"), (1, "WARNING"), (1_000_000, "INFO"), (999_999, "ERROR")]:
+        when = (base + timedelta(microseconds=offset)).isoformat()
+        made = await client.post("/api/v1/logs", json=_event(timestamp=when, severity=severity), headers=t.user)
+        assert made.status_code == 201, made.text
+        written.append(made.json())
+    assert "." not in written[0]["timestamp"] and written[0]["timestamp"].endswith("Z")
+    assert written[1]["timestamp"].endswith(".500000Z") and written[2]["timestamp"].endswith(".000001Z")
+    page = await client.get(
+        "/api/v1/logs",
+        params={"severity": "INFO,ERROR,WARNING", "resource_type": "document"},
+        headers=t.auditor,
+    )
+    assert page.status_code == 200, page.text
+    items = page.json()["items"]
+    by_time = sorted(written, key=lambda e: datetime.fromisoformat(e["timestamp"]), reverse=True)
+    assert [i["id"] for i in items] == [e["id"] for e in by_time]
+    assert items == by_time  # every field, times included, exactly as the POST answered
+    one = await client.get("/api/v1/logs", params={"severity": "INFO", "limit": "1"}, headers=t.auditor)
+    cursor = one.json()["next_cursor"]
+    rest = await client.get("/api/v1/logs", params={"severity": "INFO", "cursor": cursor}, headers=t.auditor)
+    assert [i["id"] for i in rest.json()["items"]] == [written[0]["id"]]
+
+
 def timezone_plus_two() -> Any:
     from datetime import timezone
 

@@ -159,9 +159,7 @@ def test_rotation_keeps_old_blobs_readable(tenant_id: uuid.UUID, event_id: uuid.
     assert ring2.decrypt(new_blob, event_id=event_id, field="payload") == b"after rotation"
 
 
-def test_opener_reads_what_decrypt_reads_and_refuses_what_it_refuses(
-    tenant_id: uuid.UUID, event_id: uuid.UUID
-) -> None:
+def test_opener_reads_what_decrypt_reads_and_refuses_what_it_refuses(tenant_id: uuid.UUID, event_id: uuid.UUID) -> None:
     key1, key2 = new_data_key(1), new_data_key(2)
     ring = TenantKeyring(tenant_id, key1).with_active(key2)
     old = TenantKeyring(tenant_id, key1).encrypt(b"old key", event_id=event_id, field="payload")
