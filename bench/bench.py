@@ -2,6 +2,8 @@
 
     uv run python bench/bench.py                 # the 1M-event figures (about 5 minutes on 2 cores)
     uv run python bench/bench.py --big 10000000  # also the page at 10M events (synthetic rows, slow)
+    uv run python bench/bench.py --phases page   # one figure only (bulk, single, page)
+    uv run python bench/bench.py --workers 2     # Granian workers for the API and the hello app (default 1)
 
 Everything runs on this machine against 127.0.0.1, bounded in time: an embedded PostgreSQL (or the
 superuser DSN in ``AUDIT_BENCH_ADMIN_URL``), the API under Granian, and the load generators. Figures:
@@ -408,10 +410,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=int, default=10, help="seconds per load run")
     parser.add_argument("--rounds", type=int, default=3, help="runs per HTTP figure (medians are reported)")
-    parser.add_argument("--workers", type=int, default=2, help="Granian workers for the API and the hello app")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="Granian workers for the API and the hello app (default 1, as AUDIT_WORKERS; see the README)",
+    )
+    parser.add_argument(
+        "--phases",
+        default="bulk,single,page",
+        help="comma-separated subset of bulk,single,page (default: all three)",
+    )
     parser.add_argument("--events", type=int, default=1_000_000, help="events in the tenant for the page figure")
     parser.add_argument("--big", type=int, default=0, help="also measure the page at this many events (e.g. 10M)")
     args = parser.parse_args()
+    phases = {p.strip() for p in args.phases.split(",") if p.strip()}
+    unknown = phases - {"bulk", "single", "page"}
+    if unknown:
+        parser.error(f"unknown phases: {', '.join(sorted(unknown))}")
 
     workdir = Path(tempfile.mkdtemp(prefix="auditlog-bench-"))
     stack = Stack(workdir, args.workers)
@@ -432,99 +448,124 @@ def main() -> None:
         tid, token = asyncio.run(writer_token(base))
         tenant_id = uuid.UUID(tid)
 
-        print("1. bulk ingest: 4 clients x 1,000-event batches with metadata")
-        events = list(batches(40, 1000, seed=1))
-        bodies = [json.dumps(b).encode() for b in events]
-        asyncio.run(bulk_load(base, token, bodies[:2], clients=2, duration=None, total=2000))  # warm-up
-        api_n, api_s = asyncio.run(bulk_load(base, token, bodies, clients=4, duration=args.duration))
-        api_rate = api_n / api_s
-        chunks = raw_csv_chunks(events, tenant_id, count=60 * args.duration * 2)
-        raw_n, raw_s = asyncio.run(raw_copy(stack, chunks, clients=4, duration=args.duration))
-        raw_rate = raw_n / raw_s
-        results["bulk"] = {
-            "api_events_s": round(api_rate),
-            "raw_copy_events_s": round(raw_rate),
-            "ratio": round(api_rate / raw_rate, 3),
-            "target": 0.30,
-        }
-        print(
-            f"   API {api_rate:,.0f} events/s · raw COPY {raw_rate:,.0f} rows/s · ratio {api_rate / raw_rate:.3f}"
-            " (target ≥ 0.30)"
-        )
-
-        print("2. single-event POST, 64 connections")
-        body = json.dumps(make_event(random.Random(3), datetime.now(UTC))).encode()
-        post_lua = lua_post(workdir / "post.lua", token, body)
-        hello_port = stack.serve("bench.hello_app:create_app", dict(os.environ))
-        api_runs, hello_runs = [], []
-        try:  # alternate the two servers (each idle while the other runs); medians of the rounds
-            for _ in range(args.rounds):
-                api_runs.append(wrk(f"{base}/api/v1/logs", connections=64, duration=args.duration, script=post_lua))
-                hello_runs.append(
-                    wrk(f"http://127.0.0.1:{hello_port}/api/v1/logs", connections=64, duration=args.duration,
-                        script=post_lua)
-                )  # fmt: skip
-        finally:
-            hello_proc = stack.procs.pop()
-            hello_proc.send_signal(signal.SIGINT)
-            hello_proc.wait(timeout=20)
-        api, hello = median_run(api_runs), median_run(hello_runs)
-        results["single"] = {
-            "api_rps": round(api["rps"]),
-            "hello_rps": round(hello["rps"]),
-            "ratio": round(api["rps"] / hello["rps"], 3),
-            "p50_ms": api["p50"],
-            "p99_ms": api["p99"],
-            "non_2xx": api["non2xx"],
-            "target": "≥ 0.25, p99 ≤ 100 ms",
-        }
-        print(
-            f"   API {api['rps']:,.0f} req/s (p50 {api['p50']:.1f} ms, p99 {api['p99']:.1f} ms, non-2xx "
-            f"{api['non2xx']:.0f}) · hello {hello['rps']:,.0f} req/s · ratio {api['rps'] / hello['rps']:.3f}"
-        )
-
-        print(f"3. filtered page after {args.events:,} events, 16 connections")
-        have = asyncio.run(count_events(stack, tenant_id))
-        need = max(0, args.events - have)
-        if need:
-            load_bodies = [json.dumps(b).encode() for b in batches(60, 1000, seed=11)]
-            n, s = asyncio.run(bulk_load(base, token, load_bodies, clients=4, duration=None, total=need))
-            print(f"   loaded {n:,} events through the API in {s:.0f} s ({n / s:,.0f}/s)")
-        asyncio.run(analyze(stack))
-        urls = page_urls(datetime.now(UTC))
-        get_lua = lua_get(workdir / "get.lua", token, urls)
-        page = median_run(
-            [wrk(f"{base}/", connections=16, duration=args.duration, script=get_lua) for _ in range(args.rounds)]
-        )
-        results["page_1m"] = {
-            "rps": round(page["rps"]),
-            "p50_ms": page["p50"],
-            "p99_ms": page["p99"],
-            "non_2xx": page["non2xx"],
-            "target_p99_ms": 25,
-        }
-        print(f"   {page['rps']:,.0f} req/s · p50 {page['p50']:.1f} ms · p99 {page['p99']:.1f} ms (target ≤ 25 ms)")
-
-        if args.big:
-            print(f"3b. filtered page after {args.big:,} events (synthetic rows via SQL)")
-            asyncio.run(synthesize(stack, tenant_id, args.big))
-            page = median_run(
-                [wrk(f"{base}/", connections=16, duration=args.duration, script=get_lua) for _ in range(args.rounds)]
-            )
-            results["page_big"] = {
-                "events": args.big,
-                "rps": round(page["rps"]),
-                "p50_ms": page["p50"],
-                "p99_ms": page["p99"],
-                "non_2xx": page["non2xx"],
-            }
-            print(f"   {page['rps']:,.0f} req/s · p50 {page['p50']:.1f} ms · p99 {page['p99']:.1f} ms")
+        if "bulk" in phases:
+            bulk_phase(stack, base, token, tenant_id, args, results)
+        if "single" in phases:
+            single_phase(stack, base, token, workdir, args, results)
+        if "page" in phases:
+            page_phase(stack, base, token, tenant_id, workdir, args, results)
     finally:
         stack.close()
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
     (out / f"bench-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json").write_text(json.dumps(results, indent=2))
     print(json.dumps(results, indent=2))
+
+
+def bulk_phase(
+    stack: Stack, base: str, token: str, tenant_id: uuid.UUID, args: argparse.Namespace, results: dict[str, Any]
+) -> None:
+    print("1. bulk ingest: 4 clients x 1,000-event batches with metadata")
+    events = list(batches(40, 1000, seed=1))
+    bodies = [json.dumps(b).encode() for b in events]
+    asyncio.run(bulk_load(base, token, bodies[:2], clients=2, duration=None, total=2000))  # warm-up
+    api_n, api_s = asyncio.run(bulk_load(base, token, bodies, clients=4, duration=args.duration))
+    api_rate = api_n / api_s
+    chunks = raw_csv_chunks(events, tenant_id, count=60 * args.duration * 2)
+    raw_n, raw_s = asyncio.run(raw_copy(stack, chunks, clients=4, duration=args.duration))
+    raw_rate = raw_n / raw_s
+    results["bulk"] = {
+        "api_events_s": round(api_rate),
+        "raw_copy_events_s": round(raw_rate),
+        "ratio": round(api_rate / raw_rate, 3),
+        "target": 0.30,
+    }
+    print(
+        f"   API {api_rate:,.0f} events/s · raw COPY {raw_rate:,.0f} rows/s · ratio {api_rate / raw_rate:.3f}"
+        " (target ≥ 0.30)"
+    )
+
+
+def single_phase(
+    stack: Stack, base: str, token: str, workdir: Path, args: argparse.Namespace, results: dict[str, Any]
+) -> None:
+    print("2. single-event POST, 64 connections")
+    body = json.dumps(make_event(random.Random(3), datetime.now(UTC))).encode()
+    post_lua = lua_post(workdir / "post.lua", token, body)
+    hello_port = stack.serve("bench.hello_app:create_app", dict(os.environ))
+    api_runs, hello_runs = [], []
+    try:  # alternate the two servers (each idle while the other runs); medians of the rounds
+        for _ in range(args.rounds):
+            api_runs.append(wrk(f"{base}/api/v1/logs", connections=64, duration=args.duration, script=post_lua))
+            hello_runs.append(
+                wrk(f"http://127.0.0.1:{hello_port}/api/v1/logs", connections=64, duration=args.duration,
+                    script=post_lua)
+            )  # fmt: skip
+    finally:
+        hello_proc = stack.procs.pop()
+        hello_proc.send_signal(signal.SIGINT)
+        hello_proc.wait(timeout=20)
+    api, hello = median_run(api_runs), median_run(hello_runs)
+    results["single"] = {
+        "api_rps": round(api["rps"]),
+        "hello_rps": round(hello["rps"]),
+        "ratio": round(api["rps"] / hello["rps"], 3),
+        "p50_ms": api["p50"],
+        "p99_ms": api["p99"],
+        "non_2xx": api["non2xx"],
+        "target": "≥ 0.25, p99 ≤ 100 ms",
+    }
+    print(
+        f"   API {api['rps']:,.0f} req/s (p50 {api['p50']:.1f} ms, p99 {api['p99']:.1f} ms, non-2xx "
+        f"{api['non2xx']:.0f}) · hello {hello['rps']:,.0f} req/s · ratio {api['rps'] / hello['rps']:.3f}"
+    )
+
+
+def page_phase(
+    stack: Stack,
+    base: str,
+    token: str,
+    tenant_id: uuid.UUID,
+    workdir: Path,
+    args: argparse.Namespace,
+    results: dict[str, Any],
+) -> None:
+    print(f"3. filtered page after {args.events:,} events, 16 connections")
+    have = asyncio.run(count_events(stack, tenant_id))
+    need = max(0, args.events - have)
+    if need:
+        load_bodies = [json.dumps(b).encode() for b in batches(60, 1000, seed=11)]
+        n, s = asyncio.run(bulk_load(base, token, load_bodies, clients=4, duration=None, total=need))
+        print(f"   loaded {n:,} events through the API in {s:.0f} s ({n / s:,.0f}/s)")
+    asyncio.run(analyze(stack))
+    urls = page_urls(datetime.now(UTC))
+    get_lua = lua_get(workdir / "get.lua", token, urls)
+    page = median_run(
+        [wrk(f"{base}/", connections=16, duration=args.duration, script=get_lua) for _ in range(args.rounds)]
+    )
+    results["page_1m"] = {
+        "rps": round(page["rps"]),
+        "p50_ms": page["p50"],
+        "p99_ms": page["p99"],
+        "non_2xx": page["non2xx"],
+        "target_p99_ms": 25,
+    }
+    print(f"   {page['rps']:,.0f} req/s · p50 {page['p50']:.1f} ms · p99 {page['p99']:.1f} ms (target ≤ 25 ms)")
+
+    if args.big:
+        print(f"3b. filtered page after {args.big:,} events (synthetic rows via SQL)")
+        asyncio.run(synthesize(stack, tenant_id, args.big))
+        page = median_run(
+            [wrk(f"{base}/", connections=16, duration=args.duration, script=get_lua) for _ in range(args.rounds)]
+        )
+        results["page_big"] = {
+            "events": args.big,
+            "rps": round(page["rps"]),
+            "p50_ms": page["p50"],
+            "p99_ms": page["p99"],
+            "non_2xx": page["non2xx"],
+        }
+        print(f"   {page['rps']:,.0f} req/s · p50 {page['p50']:.1f} ms · p99 {page['p99']:.1f} ms")
 
 
 async def count_events(stack: Stack, tenant_id: uuid.UUID) -> int:
