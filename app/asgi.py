@@ -15,12 +15,19 @@ from app.auth.middleware import AuthMiddleware
 from app.dependencies import dependencies
 from app.errors import exception_handlers
 from app.observability import RequestIdMiddleware, configure_logging
+from app.proxies import ForwardedClientMiddleware, parse_networks
 from app.ratelimit import RateLimitMiddleware
 from app.routes import route_handlers
 from app.runtime import build_runtime
 from app.settings import Settings, load_settings
 
 __all__ = ["create_app", "create_app_from_env"]
+
+
+def _proxy_middleware(settings: Settings) -> list[ForwardedClientMiddleware]:
+    """Outermost, so everything after it sees the client behind trusted proxies; absent when none are set."""
+    networks = parse_networks(settings.trusted_proxies)
+    return [ForwardedClientMiddleware(networks)] if networks else []
 
 
 def create_app(settings: Settings) -> Litestar:
@@ -48,7 +55,7 @@ def create_app(settings: Settings) -> Litestar:
         route_handlers=route_handlers(),
         dependencies=dependencies,
         lifespan=[lifespan],
-        middleware=[RequestIdMiddleware(), AuthMiddleware(), RateLimitMiddleware()],
+        middleware=[*_proxy_middleware(settings), RequestIdMiddleware(), AuthMiddleware(), RateLimitMiddleware()],
         exception_handlers=exception_handlers,
         openapi_config=OpenAPIConfig(
             title="Audit Log API",

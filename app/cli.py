@@ -75,7 +75,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     configure_logging(settings.log_level, json_lines=settings.log_json)
     embedded = prepare_database(settings, run_migrations=False)
     try:
-        run_worker(settings)
+        run_worker(settings.jobs_config())
     finally:
         _release(embedded)
     return 0

@@ -37,7 +37,7 @@ async def start_services(runtime: Runtime) -> None:
     if settings.worker_in_process:
         from jobs.worker import start_worker  # only when the worker runs in this process
 
-        runtime.services["worker"] = await start_worker(settings)
+        runtime.services["worker"] = await start_worker(settings.jobs_config())
 
 
 async def stop_services(runtime: Runtime) -> None:

@@ -11,16 +11,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.auth.authenticator import Authenticator
 from app.auth.jwt import TokenService
 from app.auth.revocation import RevocationRegistry
 from app.settings import Settings
 from db.crypto import LocalMasterKey
+from db.engine import make_engine as db_engine
 from db.keyring import KeyringStore
 from db.tenancy import TenantDB, create_read_pool
-from db.urls import plain_dsn, sqlalchemy_url
+from db.urls import plain_dsn
 
 __all__ = ["Runtime", "build_runtime"]
 
@@ -46,13 +47,11 @@ class Runtime:
 
 def make_engine(settings: Settings) -> AsyncEngine:
     assert settings.database_url, "AUDIT_DATABASE_URL must be set (auditlog serve sets it for embedded mode)"
-    return create_async_engine(
-        sqlalchemy_url(settings.database_url),
+    return db_engine(
+        settings.database_url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_pool_max_overflow,
-        pool_pre_ping=False,
-        pool_recycle=1800,
-        connect_args={"server_settings": {"application_name": "auditlog-api"}},
+        application_name="auditlog-api",
     )
 
 

@@ -12,9 +12,12 @@ import os
 import secrets
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import model_validator
+
+if TYPE_CHECKING:
+    from jobs.config import JobsConfig
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["Environment", "Settings", "load_settings", "write_private"]
@@ -65,6 +68,10 @@ class Settings(BaseSettings):
     operator_password: str | None = None
     """Password of user ``operator`` of tenant ``platform``; generated in development when unset."""
 
+    trusted_proxies: str = ""
+    """Comma-separated addresses or networks (CIDR) of reverse proxies whose ``X-Forwarded-For`` is believed;
+    empty: the address a request arrives from is the client's (``app.proxies``)."""
+
     rate_limit_log_routes: int = 10_000
     """Requests per minute per tenant and caller on ``/api/v1/logs...``."""
     rate_limit_other_routes: int = 100
@@ -83,6 +90,16 @@ class Settings(BaseSettings):
     password_hash_memory_kib: int = 19_456
 
     @model_validator(mode="after")
+    def _check_trusted_proxies(self) -> Settings:
+        from app.proxies import parse_networks
+
+        try:
+            parse_networks(self.trusted_proxies)
+        except ValueError as exc:
+            raise ValueError(f"AUDIT_TRUSTED_PROXIES: {exc}") from None
+        return self
+
+    @model_validator(mode="after")
     def _require_secrets_outside_development(self) -> Settings:
         if self.env is Environment.production:
             missing = [
@@ -94,6 +111,20 @@ class Settings(BaseSettings):
                 names = ", ".join(f"AUDIT_{m.upper()}" for m in missing)
                 raise ValueError(f"production requires {names}")
         return self
+
+    def jobs_config(self) -> JobsConfig:
+        """What the job queue and worker need (``jobs`` does not read these settings itself)."""
+        from jobs.config import JobsConfig
+
+        if not self.database_url or not self.master_key:
+            raise ValueError("the job worker needs AUDIT_DATABASE_URL and AUDIT_MASTER_KEY")
+        return JobsConfig(
+            database_url=self.database_url,
+            master_key=self.master_key,
+            redis_url=self.redis_url,
+            pool_size=max(2, self.db_pool_size // 2),
+            max_overflow=max(2, self.db_pool_max_overflow // 2),
+        )
 
     @property
     def is_dev(self) -> bool:

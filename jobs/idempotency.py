@@ -1,4 +1,7 @@
-"""Scheduled clean-up of Idempotency-Keys: rows older than 24 h are no longer honoured, so delete them.
+"""Scheduled clean-up of Idempotency-Keys: rows older than ``TTL`` (24 h) are no longer honoured, so delete them.
+
+``TTL`` is defined here, with the job that enforces it; the API's claim (``app.logs.ingest``) honours the
+same value.
 
 Keys are per tenant and RLS hides other tenants' rows, so the job walks the tenants (like the partition
 job) and deletes each one's expired keys in its own short transaction. Register it as a cron task.
@@ -7,14 +10,17 @@ job) and deletes each one's expired keys in its own short transaction. Register 
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import text
 
-from app.logs.idempotency import TTL_SQL
 from jobs.tasks import all_tenants
 
-__all__ = ["purge_idempotency_keys"]
+__all__ = ["TTL", "TTL_SQL", "purge_idempotency_keys"]
+
+TTL = timedelta(hours=24)
+TTL_SQL = "interval '24 hours'"
 
 log = logging.getLogger(__name__)
 

@@ -10,19 +10,18 @@ from urllib.parse import quote
 
 from saq import Queue
 
-from app.settings import Settings
 from db.urls import plain_dsn
+from jobs.config import JobsConfig
 
 __all__ = ["QUEUE_NAME", "make_queue"]
 
 QUEUE_NAME = "auditlog"
 
 
-def make_queue(settings: Settings) -> Queue:
-    if settings.redis_url:
-        return Queue.from_url(settings.redis_url, name=QUEUE_NAME)
-    assert settings.database_url, "AUDIT_DATABASE_URL must be set"
-    dsn = plain_dsn(settings.database_url)
+def make_queue(config: JobsConfig) -> Queue:
+    if config.redis_url:
+        return Queue.from_url(config.redis_url, name=QUEUE_NAME)
+    dsn = plain_dsn(config.database_url)
     sep = "&" if "?" in dsn else "?"
     dsn = f"{dsn}{sep}options={quote('-c search_path=jobs')}&application_name=auditlog-jobs"
     return Queue.from_url(dsn, name=QUEUE_NAME, min_size=1, max_size=4)

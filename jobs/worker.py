@@ -12,10 +12,11 @@ from typing import Any
 
 from saq import CronJob, Worker
 
-from app.settings import Settings
 from db.crypto import LocalMasterKey
+from db.engine import make_engine
 from db.keyring import KeyringStore
 from db.tenancy import TenantDB
+from jobs.config import JobsConfig
 from jobs.idempotency import purge_idempotency_keys
 from jobs.queue import make_queue
 from jobs.tasks import precreate_partitions, rotate_data_keys
@@ -30,16 +31,18 @@ CRON_JOBS: list[CronJob[Any]] = [
 ]
 
 
-def build_worker(settings: Settings, *, handle_signals: bool = True) -> Worker:
-    from app.runtime import make_engine
-
-    queue = make_queue(settings)
-    engine = make_engine(settings)
+def build_worker(config: JobsConfig, *, handle_signals: bool = True) -> Worker:
+    queue = make_queue(config)
+    engine = make_engine(
+        config.database_url,
+        pool_size=config.pool_size,
+        max_overflow=config.max_overflow,
+        application_name="auditlog-jobs",
+    )
 
     async def startup(ctx: dict[str, Any]) -> None:
         ctx["db"] = TenantDB(engine)
-        ctx["settings"] = settings
-        ctx["keyrings"] = KeyringStore(LocalMasterKey.from_setting(settings.master_key or ""))
+        ctx["keyrings"] = KeyringStore(LocalMasterKey.from_setting(config.master_key))
 
     async def shutdown(ctx: dict[str, Any]) -> None:
         await engine.dispose()
@@ -74,19 +77,19 @@ class InProcessWorker:
         await self.worker.queue.disconnect()
 
 
-async def start_worker(settings: Settings) -> InProcessWorker:
-    worker = build_worker(settings, handle_signals=False)
+async def start_worker(config: JobsConfig) -> InProcessWorker:
+    worker = build_worker(config, handle_signals=False)
     await worker.queue.connect()
     handle = InProcessWorker(worker)
     handle.task = asyncio.create_task(worker.start(), name="saq-worker")
     return handle
 
 
-def run_worker(settings: Settings) -> None:
+def run_worker(config: JobsConfig) -> None:
     """Run a worker in the foreground until SIGINT/SIGTERM."""
 
     async def main() -> None:
-        worker = build_worker(settings)
+        worker = build_worker(config)
         await worker.queue.connect()
         try:
             await worker.start()

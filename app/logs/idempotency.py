@@ -3,24 +3,21 @@
 The key row is claimed in the same transaction as the events it stands for (see ``ingest``), so two
 concurrent requests with one key can never both insert: the loser waits for the winner's commit and then
 reads the winner's stored response. A repeat with the same key but a different body (or on the other
-route) is a ``409``. Keys are per tenant; rows older than ``TTL`` are ignored and may be reclaimed, and
-``jobs.idempotency.purge_idempotency_keys`` deletes them.
+route) is a ``409``. Keys are per tenant; rows older than ``jobs.idempotency.TTL`` are ignored and may be
+reclaimed, and ``jobs.idempotency.purge_idempotency_keys`` deletes them.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import timedelta
 
 from app.errors import ApiError
 from app.responses import EncodedJSON
 
-__all__ = ["HEADER", "TTL", "Claim", "StoredResponse", "parse_key", "replay"]
+__all__ = ["HEADER", "Claim", "StoredResponse", "parse_key", "replay"]
 
 HEADER = "Idempotency-Key"
-TTL = timedelta(hours=24)
-TTL_SQL = "interval '24 hours'"
 _KEY_RE = re.compile(r"[\x21-\x7e]{1,255}")
 
 

@@ -26,11 +26,12 @@ from typing import Any
 
 import asyncpg
 
-from app.logs.idempotency import TTL_SQL, Claim, StoredResponse
+from app.logs.idempotency import Claim, StoredResponse
 from app.logs.prepare import PreparedEvent
 from db.crypto import TenantKeyring
 from db.keyring import KeyringStore
 from db.tenancy import TenantDB, bind_tenant
+from jobs.idempotency import TTL_SQL
 
 __all__ = [
     "NOTIFY_CHANNEL",

@@ -28,7 +28,7 @@ async def test_partition_job_runs_through_the_queue(database: Database, tmp_path
         await runtime.close()
     assert any(job.function.__name__ == "precreate_partitions" for job in CRON_JOBS)
 
-    handle = await start_worker(settings)
+    handle = await start_worker(settings.jobs_config())
     try:
         created = await asyncio.wait_for(handle.worker.queue.apply("precreate_partitions", months=8), timeout=60)
     finally:
