@@ -1,9 +1,9 @@
 """Reading events: ``GET /api/v1/logs`` (filtered, keyset-paginated list) and ``GET /api/v1/logs/{id}``.
 
 The hot path runs one hand-written statement, in one round trip, on a read-only connection bound to the
-caller's tenant (``TenantDB.read``: asyncpg, which prepares and caches it per connection), decrypts the payloads of the
-rows it returns and nothing else (their JSON is passed through, not parsed again), and queues a
-read-audit record without waiting for it to be written.
+caller's tenant (``TenantDB.read``: asyncpg, which prepares and caches it per connection), decrypts the
+payloads of the rows it returns and nothing else (their JSON is passed through, not parsed again), and
+queues a read-audit record without waiting for it to be written.
 
 Registration: ``list_logs`` is a plain handler on ``/api/v1/logs``, not part of a controller, and must be
 registered *after* any controller that also serves ``/api/v1/logs`` itself (``LogIngestController``'s
