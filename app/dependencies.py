@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.guards import principal_of
 from app.runtime import Runtime
 
-__all__ = ["dependencies"]
+__all__ = ["dependencies", "runtime_of"]
 
 
 async def provide_session(request: ASGIConnection[Any, Any, Any, Any]) -> AsyncIterator[AsyncSession]:
@@ -25,9 +25,15 @@ async def provide_session(request: ASGIConnection[Any, Any, Any, Any]) -> AsyncI
         yield session
 
 
-def provide_runtime(request: ASGIConnection[Any, Any, Any, Any]) -> Runtime:
-    runtime: Runtime = request.app.state.runtime
+def runtime_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Runtime:
+    """The process's runtime. The event routes (the hot paths) call this instead of declaring the ``runtime``
+    dependency: Litestar's dependency resolution (kwargs model, exit stack) measured at ~5 % of a page."""
+    runtime: Runtime = connection.app.state.runtime
     return runtime
+
+
+def provide_runtime(request: ASGIConnection[Any, Any, Any, Any]) -> Runtime:
+    return runtime_of(request)
 
 
 dependencies = {

@@ -14,10 +14,10 @@ from typing import Any, cast
 
 import msgspec
 from litestar import Controller, Request, Response, post
-from litestar.di import NamedDependency
 from litestar.openapi import ResponseSpec
 from litestar.openapi.spec import Operation
 
+from app.dependencies import runtime_of
 from app.errors import ApiError
 from app.guards import WRITERS, principal_of
 from app.logs.idempotency import HEADER, Claim, parse_key, replay
@@ -170,7 +170,8 @@ class LogIngestController(Controller):
         operation_class=_operation(_EVENT_SCHEMA, "One audit event (max 64 KiB)."),
         responses=_PROBLEMS,
     )
-    async def create(self, request: Request[Any, Any, Any], runtime: NamedDependency[Runtime]) -> Response[EventOut]:
+    async def create(self, request: Request[Any, Any, Any]) -> Response[EventOut]:
+        runtime = runtime_of(request)
         principal = principal_of(request)
         body = await read_capped(request, runtime.settings.max_event_bytes)
         try:
@@ -198,7 +199,8 @@ class LogIngestController(Controller):
         operation_class=_operation(_BULK_SCHEMA, "1-10,000 events, each at most 64 KiB."),
         responses=_PROBLEMS,
     )
-    async def bulk(self, request: Request[Any, Any, Any], runtime: NamedDependency[Runtime]) -> Response[BulkResult]:
+    async def bulk(self, request: Request[Any, Any, Any]) -> Response[BulkResult]:
+        runtime = runtime_of(request)
         principal = principal_of(request)
         settings = runtime.settings
         body = await read_capped(request, settings.max_bulk_bytes)

@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 from litestar import Controller, Request, get
-from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Operation
 from litestar.params import FromPath
 
+from app.dependencies import runtime_of
 from app.errors import ApiError, NotFound
 from app.guards import READERS, principal_of
 from app.logs.cursor import CursorError, CursorPosition, cursor_codec
@@ -147,7 +147,8 @@ class _ListOperation(Operation):
         "naming each one; a bad, tampered or mismatched cursor answers 400."
     ),
 )
-async def list_logs(request: Request[Any, Any, Any], runtime: NamedDependency[Runtime]) -> EventPage:
+async def list_logs(request: Request[Any, Any, Any]) -> EventPage:
+    runtime = runtime_of(request)
     principal = principal_of(request)
     query = parse_list_query(request.query_params.dict())
     tenant_id = principal.tenant_id
@@ -193,12 +194,8 @@ class LogQueryController(Controller):
         description="The event, or 404 if it does not exist in the caller's tenant.",
         responses=_GET_PROBLEMS,
     )
-    async def get_event(
-        self,
-        request: Request[Any, Any, Any],
-        runtime: NamedDependency[Runtime],
-        event_id: FromPath[uuid.UUID],
-    ) -> EventOut:
+    async def get_event(self, request: Request[Any, Any, Any], event_id: FromPath[uuid.UUID]) -> EventOut:
+        runtime = runtime_of(request)
         principal = principal_of(request)
         sql, args = build_get_sql(principal.tenant_id, event_id)
         async with runtime.db.read(principal.tenant_id) as pg:
