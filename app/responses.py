@@ -3,8 +3,9 @@
 The event routes (reads and writes, the hot paths) encode their body once with msgspec. Litestar's
 ``Response`` would then rebuild its header mapping, chain cookies, pick a serializer and build an
 ``ASGIResponse`` for every request; :class:`EncodedJSON` skips that and hands the server the status, the
-three or four headers and the bytes. Anything it does not handle itself (cookies, background tasks, a
-HEAD request) falls back to Litestar's own path, so it never silently drops a feature.
+three or four headers and the bytes. Anything it does not handle itself (cookies, background tasks,
+headers declared on the route handler, a HEAD request) falls back to Litestar's own path, so it never
+silently drops a feature.
 """
 
 from __future__ import annotations
@@ -51,7 +52,8 @@ class EncodedJSON(Response[bytes]):
         is_head_response: bool = False,
         **kwargs: Any,
     ) -> ASGIApp:
-        if self.cookies or cookies or self.background or background or is_head_response:
+        handler_headers = kwargs.get("headers") or kwargs.get("encoded_headers")
+        if self.cookies or cookies or self.background or background or is_head_response or handler_headers:
             return super().to_asgi_response(
                 app,
                 request,

@@ -67,18 +67,12 @@ class PayloadIntegrityError(ApiError):
         super().__init__(500, "event payload failed integrity check")
 
 
-def _refuse(event_id: Any, keyring: TenantKeyring) -> PayloadIntegrityError:
-    log.error(
-        "payload of event %s (tenant %s) failed its integrity check; refusing to return it",
-        event_id,
-        keyring.tenant_id,
-    )
+def _refuse(event_id: Any, tenant_id: str) -> PayloadIntegrityError:
+    log.error("payload of event %s (tenant %s) failed its integrity check; refusing to return it", event_id, tenant_id)
     return PayloadIntegrityError()
 
 
-def _wire(
-    row: Sequence[Any], tenant_id: str, open_payload: Callable[[bytes, Any], bytes], keyring: TenantKeyring
-) -> Any:
+def _wire(row: Sequence[Any], tenant_id: str, open_payload: Callable[[bytes, Any], bytes]) -> Any:
     (event_id, action, resource_type, resource_id, user_id, session_id, request_id, severity,
      timestamp, ip_address, user_agent, message, received_at, blob) = row  # fmt: skip
     if blob is None:
@@ -87,7 +81,7 @@ def _wire(
         try:
             payload = _raw_decoder.decode(open_payload(blob, event_id))
         except (DecryptionError, msgspec.DecodeError):
-            raise _refuse(event_id, keyring) from None
+            raise _refuse(event_id, tenant_id) from None
     return EventWire(
         event_id, tenant_id, action, resource_type, resource_id, user_id, session_id, request_id, severity,
         timestamp, ip_address, user_agent, message, payload.before_state, payload.after_state, payload.metadata,
@@ -98,9 +92,9 @@ def _wire(
 def row_to_wire(row: Sequence[Any], keyring: TenantKeyring) -> Any:
     """One row (asyncpg ``Record`` of ``SELECT_COLUMNS``, in that order) of the keyring's tenant as the API event;
     the decrypted JSON parts are passed through, not parsed again."""
-    return _wire(row, str(keyring.tenant_id), keyring.opener("payload"), keyring)
+    return _wire(row, str(keyring.tenant_id), keyring.opener("payload"))
 
 
 def rows_to_wire(rows: Iterable[Sequence[Any]], keyring: TenantKeyring) -> list[Any]:
     open_payload, tenant_id = keyring.opener("payload"), str(keyring.tenant_id)
-    return [_wire(row, tenant_id, open_payload, keyring) for row in rows]
+    return [_wire(row, tenant_id, open_payload) for row in rows]
