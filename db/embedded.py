@@ -154,3 +154,8 @@ class EmbeddedPostgres:
 
     def is_running(self) -> bool:
         return self._running_pid() is not None
+
+    @property
+    def pid(self) -> int | None:
+        """The postmaster's pid while it runs (the benchmark accounts PostgreSQL's CPU from it)."""
+        return self._running_pid()
