@@ -15,10 +15,13 @@ superuser DSN in ``AUDIT_BENCH_ADMIN_URL``), the API under Granian, and the load
 3. a filtered page (severity, resource_type, 2-day window, limit 50) at 16 connections after 1M events —
    target p99 ≤ 25 ms; and optionally at 10M.
 
-Each HTTP figure is preceded by a 3 s warm-up that is not counted, and the read figures by ``VACUUM
-(ANALYZE)`` and a ``CHECKPOINT`` after the rows were loaded, so they measure the steady state rather than
-the first prepared statements or autovacuum catching up. Requires ``wrk`` (Debian package ``wrk``) for the
-HTTP load phases.
+Each HTTP figure is preceded by a 3 s warm-up that is not counted, and the single-POST and read figures by
+``VACUUM (ANALYZE)`` and a ``CHECKPOINT`` of the rows written before them (the ceiling's scratch table is
+dropped), so they measure the steady state rather than the first prepared statements, or autovacuum and
+the checkpointer catching up with the previous figure's rows. Each figure also prints a CPU-speed probe
+(a fixed pure-Python loop, timed just before it), and the page figure the CPU each process spent per page:
+on a shared machine these tell a slower moment of the machine from slower code. Requires ``wrk`` (Debian
+package ``wrk``) for the HTTP load phases.
 """
 
 from __future__ import annotations
@@ -408,6 +411,11 @@ async def raw_copy(stack: Stack, chunks: list[bytes], *, clients: int, duration:
     finally:
         for conn in conns:
             await conn.close()
+        cleanup = await asyncpg.connect(owner)
+        try:  # the ceiling's scratch rows must not be vacuumed and checkpointed during the next figure
+            await cleanup.execute("DROP TABLE IF EXISTS bench_raw")
+        finally:
+            await cleanup.close()
     if copied >= len(chunks) * 1000:
         print("   (raw COPY ran out of pre-built rows before the deadline; its rate is still per second)")
     return copied, elapsed
@@ -551,6 +559,7 @@ def single_phase(
     stack: Stack, base: str, token: str, workdir: Path, args: argparse.Namespace, results: dict[str, Any]
 ) -> None:
     print("2. single-event POST, 64 connections")
+    asyncio.run(settle(stack))  # not the checkpoint and autovacuum owed to the bulk figure's rows
     probe = cpu_probe()
     body = json.dumps(make_event(random.Random(3), datetime.now(UTC))).encode()
     post_lua = lua_post(workdir / "post.lua", token, body)
