@@ -10,17 +10,13 @@ import time
 from pathlib import Path
 
 import httpx
-import psutil
 
+from db.embedded import EmbeddedPostgres
 from tests.servers import free_port, wait_ready
 
 
 def _postmaster_pid(data_dir: Path) -> int | None:
-    pidfile = data_dir / "pg" / "postmaster.pid"
-    if not pidfile.exists():
-        return None
-    pid = int(pidfile.read_text().splitlines()[0])
-    return pid if psutil.pid_exists(pid) else None
+    return EmbeddedPostgres(data_dir).pid
 
 
 def _start(data_dir: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
