@@ -615,16 +615,20 @@ def page_phase(
     asyncio.run(settle(stack))
     urls = page_urls(datetime.now(UTC))
     get_lua = lua_get(workdir / "get.lua", token, urls)
-    results["page"] = {"events": args.events, **measure_page(stack, base, get_lua, args), "target_p99_ms": 25}
+    results["page"] = {
+        "events": args.events,
+        **measure_page(stack, base, get_lua, args, target="target ≤ 25 ms"),
+        "target_p99_ms": 25,
+    }
 
     if args.big:
         print(f"3b. filtered page after {args.big:,} events (synthetic rows via SQL)")
         asyncio.run(synthesize(stack, tenant_id, args.big))
         asyncio.run(settle(stack))
-        results["page_big"] = {"events": args.big, **measure_page(stack, base, get_lua, args)}
+        results["page_big"] = {"events": args.big, **measure_page(stack, base, get_lua, args, target="reported")}
 
 
-def measure_page(stack: Stack, base: str, get_lua: Path, args: argparse.Namespace) -> dict[str, Any]:
+def measure_page(stack: Stack, base: str, get_lua: Path, args: argparse.Namespace, *, target: str) -> dict[str, Any]:
     """Warm-up, then the median of ``args.rounds`` wrk runs, with the CPU each process spent per page."""
     meter = CPUMeter(api=stack.procs[0].pid, postgres=stack.embedded.pid if stack.embedded is not None else None)
     probe = cpu_probe()
@@ -648,7 +652,7 @@ def measure_page(stack: Stack, base: str, get_lua: Path, args: argparse.Namespac
         out["postgres_cpu_us_per_page"] = round(page["postgres_cpu_us"])
         cpu += f", PostgreSQL {out['postgres_cpu_us_per_page']} µs"
     print(
-        f"   {page['rps']:,.0f} req/s · p50 {page['p50']:.1f} ms · p99 {page['p99']:.1f} ms (target ≤ 25 ms; runs: "
+        f"   {page['rps']:,.0f} req/s · p50 {page['p50']:.1f} ms · p99 {page['p99']:.1f} ms ({target}; runs: "
         f"{', '.join(f'{p:.1f}' for p in out['runs_p99_ms'])}) · CPU per page: {cpu} · probe {probe} ms"
     )
     return out
