@@ -118,15 +118,32 @@ def _handle_http(request: Request[Any, Any, Any], exc: HTTPException) -> Respons
     return problem(status, exc.detail or _TITLES.get(status, "error"), request=request, headers=headers)
 
 
-def _handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+def _sqlstate(exc: Exception) -> str:
+    """The PostgreSQL error code behind ``exc`` (SQLAlchemy-wrapped or raw asyncpg), or ``""``."""
+    import asyncpg
     from sqlalchemy.exc import DBAPIError
 
     if isinstance(exc, DBAPIError):
-        code = getattr(getattr(exc, "orig", None), "sqlstate", None) or ""
-        if code == "23505":
-            return problem(409, "a resource with these unique fields already exists", request=request)
-        if code.startswith("22") or code in {"23502", "23514"}:
-            return problem(422, "a value was out of range or malformed", request=request)
+        return str(getattr(exc.orig, "sqlstate", None) or "")
+    if isinstance(exc, asyncpg.PostgresError):
+        return str(exc.sqlstate or "")
+    return ""
+
+
+def _handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    code = _sqlstate(exc)
+    if code == "23505":
+        return problem(409, "a resource with these unique fields already exists", request=request)
+    if code.startswith("22") or code in {"23502", "23514"}:
+        return problem(422, "a value was out of range or malformed", request=request)
+    if code == "57014":  # query_canceled: the read pool's statement_timeout (or an operator's cancel)
+        log.warning("statement cancelled on %s %s (statement timeout or cancel)", request.method, request.url.path)
+        return problem(
+            503,
+            "the query took longer than the server allows; narrow the time window or the filters, or retry later",
+            request=request,
+            headers={"Retry-After": "5"},
+        )
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return problem(500, "internal error", request=request)
 

@@ -82,7 +82,11 @@ async def build_runtime(settings: Settings) -> Runtime:
     except Exception:
         await engine.dispose()
         raise
-    pool = await create_read_pool(plain_dsn(settings.database_url or ""), max_size=settings.db_pool_size)
+    pool = await create_read_pool(
+        plain_dsn(settings.database_url or ""),
+        max_size=settings.db_pool_size,
+        statement_timeout_ms=settings.read_statement_timeout_ms,
+    )
     db = TenantDB(engine, pool)
     tokens = TokenService(
         settings.jwt_keys(),

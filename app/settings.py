@@ -14,7 +14,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 
 if TYPE_CHECKING:
     from jobs.config import JobsConfig
@@ -49,6 +49,10 @@ class Settings(BaseSettings):
     """Owner connection used by ``auditlog migrate``; defaults to ``database_url``'s server as owner."""
     db_pool_size: int = 10
     db_pool_max_overflow: int = 10
+    read_statement_timeout_ms: int = Field(default=30_000, ge=1)
+    """Longest a read statement (list, search, get) may run, waiting for locks included; past it PostgreSQL
+    cancels it and the request answers ``503`` with ``Retry-After``, so one costly search cannot hold a read
+    connection indefinitely."""
     embedded_postgres: bool = False
     """Set internally when ``database_url`` points at the embedded server."""
 

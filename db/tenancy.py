@@ -53,13 +53,20 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     """The read pool's reset on release: nothing beyond asyncpg's own (which rolls back an open transaction)."""
 
 
-async def create_read_pool(dsn: str, *, max_size: int, application_name: str = "auditlog-api-read") -> asyncpg.Pool:
-    """The pool behind ``TenantDB.read``: read-only sessions that keep their tenant binding between uses."""
+async def create_read_pool(
+    dsn: str, *, max_size: int, statement_timeout_ms: int = 30_000, application_name: str = "auditlog-api-read"
+) -> asyncpg.Pool:
+    """The pool behind ``TenantDB.read``: read-only sessions that keep their tenant binding between uses, each
+    statement cancelled by PostgreSQL after ``statement_timeout_ms`` (``57014``, answered ``503`` by the API)."""
     return await asyncpg.create_pool(
         dsn,
         min_size=0,  # connect lazily: the API starts even while the database is still coming up
         max_size=max_size,
-        server_settings={"application_name": application_name, **READ_POOL_SETTINGS},
+        server_settings={
+            "application_name": application_name,
+            "statement_timeout": str(statement_timeout_ms),
+            **READ_POOL_SETTINGS,
+        },
         connection_class=ReadConnection,
         reset=_keep_session,
     )

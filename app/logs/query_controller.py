@@ -51,12 +51,18 @@ _LIST_PROBLEMS = {
     403: ResponseSpec(None, description="Role may not read events"),
     422: ResponseSpec(None, description="Invalid query parameters; `errors` names each one"),
     500: ResponseSpec(None, description="An event payload failed its integrity check (no detail is given)"),
+    503: ResponseSpec(
+        None,
+        description="The query ran past `AUDIT_READ_STATEMENT_TIMEOUT_MS` and was cancelled; narrow the window or "
+        "the filters (`Retry-After` is set)",
+    ),
 }
 _GET_PROBLEMS = {
     401: _LIST_PROBLEMS[401],
     403: _LIST_PROBLEMS[403],
     404: ResponseSpec(None, description="No such event in the caller's tenant"),
     500: _LIST_PROBLEMS[500],
+    503: _LIST_PROBLEMS[503],
 }
 
 

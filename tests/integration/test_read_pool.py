@@ -7,13 +7,15 @@ lets through.
 
 from __future__ import annotations
 
+import time
 import uuid
+from pathlib import Path
 
 import asyncpg
 import pytest
 
 from db.tenancy import TenantDB, create_read_pool
-from tests.conftest import ApiClient, Database, TenantFixture, make_tenant
+from tests.conftest import ApiClient, Database, TenantFixture, make_settings, make_tenant, running_app
 
 
 async def _post(client: ApiClient, t: TenantFixture, n: int) -> None:
@@ -73,3 +75,33 @@ async def test_an_unbound_read_pool_session_sees_nothing(client: ApiClient, data
             assert await conn.fetchval("SELECT count(*) FROM audit_logs") == 0
     finally:
         await pool.close()
+
+
+async def test_a_read_past_the_statement_timeout_answers_503_and_the_connection_serves_again(
+    database: Database, tmp_path: Path
+) -> None:
+    async with running_app(make_settings(database, tmp_path, read_statement_timeout_ms=300, db_pool_size=1)) as client:
+        a = await make_tenant(client, "pool-slow")
+        await _post(client, a, 2)
+        assert (await client.get("/api/v1/logs?resource_type=doc", headers=a.auditor)).status_code == 200
+        owner = await asyncpg.connect(database.dsn(database.owner_url))
+        try:  # the owner holds every partition locked: the read waits for the lock until its timeout
+            locked = owner.transaction()
+            await locked.start()
+            await owner.execute("LOCK TABLE audit_logs IN ACCESS EXCLUSIVE MODE")
+            started = time.monotonic()
+            slow = await client.get("/api/v1/logs?resource_type=doc", headers=a.auditor)
+            waited = time.monotonic() - started
+            one = await client.get(f"/api/v1/logs/{uuid.uuid4()}", headers=a.auditor)
+            await locked.rollback()
+        finally:
+            await owner.close()
+        assert slow.status_code == 503, slow.text
+        assert slow.headers["content-type"].startswith("application/problem+json")
+        assert "narrow the time window" in slow.json()["detail"]
+        assert slow.headers["retry-after"] == "5"
+        assert 0.25 <= waited < 5
+        assert one.status_code == 503, one.text
+        again = await client.get("/api/v1/logs?resource_type=doc", headers=a.auditor)  # same pooled session
+        assert again.status_code == 200, again.text
+        assert len(again.json()["items"]) == 2
