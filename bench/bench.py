@@ -44,7 +44,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -426,51 +426,69 @@ async def synthesize(stack: Stack, tenant_id: uuid.UUID, target: int) -> None:
     """Fill the tenant to ``target`` rows with SQL-generated events (no metadata payload).
 
     Loading millions of rows into a table with a dozen indexes is bound by WAL: every checkpoint makes the
-    next change of each index page write the whole page again. For the load only, checkpoints are spaced
-    out (``max_wal_size``, ``checkpoint_timeout``) and each batch is inserted in time order, so the primary
-    key and the time-ordered indexes fill page by page; the settings are reset before anything is measured.
+    next change of each index page write the whole page again. For the load only, on the bench's own embedded
+    server, checkpoints are spaced out (``max_wal_size``, ``checkpoint_timeout``; reset before anything is
+    measured), and each batch is inserted in time order, so the primary key and the time-ordered indexes
+    fill page by page.
     """
     owner = stack.url(OWNER_ROLE, driver="postgresql")
+    async with spaced_checkpoints(stack):
+        conn = await asyncpg.connect(owner)
+        try:
+            await _synthesize_rows(conn, tenant_id, target)
+        finally:
+            await conn.close()
+
+
+@contextlib.asynccontextmanager
+async def spaced_checkpoints(stack: Stack) -> AsyncIterator[None]:
+    """Checkpoints far apart while inside, on the bench's own embedded server only (a server given through
+    ``AUDIT_BENCH_ADMIN_URL`` keeps its configuration untouched)."""
+    if stack.embedded is None:
+        yield
+        return
     admin = await asyncpg.connect(stack.admin_dsn)
-    conn = await asyncpg.connect(owner)
     try:
         await admin.execute("ALTER SYSTEM SET max_wal_size = '32GB'")
         await admin.execute("ALTER SYSTEM SET checkpoint_timeout = '1h'")
         await admin.execute("SELECT pg_reload_conf()")
-        have = await conn.fetchval("SELECT count(*) FROM audit_logs WHERE tenant_id = $1", tenant_id)
-        await conn.execute("SELECT auditlog_ensure_partitions($1, (now() - interval '400 days')::date, 15)", tenant_id)
-        step = 500_000
-        while have < target:
-            n = min(step, target - have)
-            start = await conn.fetchval(
-                "UPDATE tenant_log_seq SET last_seq = last_seq + $2 WHERE tenant_id = $1 RETURNING last_seq - $2",
-                tenant_id, n,
-            )  # fmt: skip
-            await conn.execute(
-                """
-                INSERT INTO audit_logs (tenant_id, "timestamp", id, seq, action, resource_type, resource_id,
-                  user_id, session_id, severity, ip_address, message, search)
-                SELECT $1, ts, gen_random_uuid(), $2 + g,
-                  (ARRAY['CREATE','READ','VIEW','UPDATE','DELETE','LOGIN'])[1 + (g % 6)],
-                  CASE WHEN g % 21 = 0 THEN 'document' ELSE 'resource_' || (g % 20) END,
-                  'res-' || (g % 100000), 'user-' || (g % 500), 'sess-' || (g % 5000),
-                  (ARRAY['INFO','INFO','INFO','INFO','INFO','INFO','INFO','WARNING','ERROR','CRITICAL'])[1 + (g % 10)],
-                  ('10.0.' || (g % 250) || '.' || (1 + g % 250))::inet,
-                  'synthetic event number ' || g, to_tsvector('simple', 'synthetic event number ' || g)
-                FROM (SELECT g, now() - (random() * interval '365 days') AS ts FROM generate_series(1, $3) AS g) AS rows
-                ORDER BY ts
-                """,
-                tenant_id, start, n,
-            )  # fmt: skip
-            have += n
-            print(f"    … {have:,} rows", flush=True)
-        await conn.execute("ANALYZE audit_logs")
+        yield
     finally:
-        await conn.close()
         await admin.execute("ALTER SYSTEM RESET max_wal_size")
         await admin.execute("ALTER SYSTEM RESET checkpoint_timeout")
         await admin.execute("SELECT pg_reload_conf()")
         await admin.close()
+
+
+async def _synthesize_rows(conn: asyncpg.Connection, tenant_id: uuid.UUID, target: int) -> None:
+    have = await conn.fetchval("SELECT count(*) FROM audit_logs WHERE tenant_id = $1", tenant_id)
+    await conn.execute("SELECT auditlog_ensure_partitions($1, (now() - interval '400 days')::date, 15)", tenant_id)
+    step = 500_000
+    while have < target:
+        n = min(step, target - have)
+        start = await conn.fetchval(
+            "UPDATE tenant_log_seq SET last_seq = last_seq + $2 WHERE tenant_id = $1 RETURNING last_seq - $2",
+            tenant_id, n,
+        )  # fmt: skip
+        await conn.execute(
+            """
+            INSERT INTO audit_logs (tenant_id, "timestamp", id, seq, action, resource_type, resource_id,
+              user_id, session_id, severity, ip_address, message, search)
+            SELECT $1, ts, gen_random_uuid(), $2 + g,
+              (ARRAY['CREATE','READ','VIEW','UPDATE','DELETE','LOGIN'])[1 + (g % 6)],
+              CASE WHEN g % 21 = 0 THEN 'document' ELSE 'resource_' || (g % 20) END,
+              'res-' || (g % 100000), 'user-' || (g % 500), 'sess-' || (g % 5000),
+              (ARRAY['INFO','INFO','INFO','INFO','INFO','INFO','INFO','WARNING','ERROR','CRITICAL'])[1 + (g % 10)],
+              ('10.0.' || (g % 250) || '.' || (1 + g % 250))::inet,
+              'synthetic event number ' || g, to_tsvector('simple', 'synthetic event number ' || g)
+            FROM (SELECT g, now() - (random() * interval '365 days') AS ts FROM generate_series(1, $3) AS g) AS rows
+            ORDER BY ts
+            """,
+            tenant_id, start, n,
+        )  # fmt: skip
+        have += n
+        print(f"    … {have:,} rows", flush=True)
+    await conn.execute("ANALYZE audit_logs")
 
 
 def page_urls(now: datetime, count: int = 64, span_days: int = 60) -> list[str]:
