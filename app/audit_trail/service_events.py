@@ -1,0 +1,106 @@
+"""Administrative actions recorded as events of the tenant they affect (API.md, "Reading is audited, and so
+is administration").
+
+Creating tenants, users and API keys, revoking keys, rotating data keys, logins (success and failure),
+logouts, lock-outs and unlocks each become an event with a reserved ``auditlog.*`` resource type, written
+through the ingest writer (the one write path: masking, encryption, ``seq``, ``NOTIFY``) and awaited, so
+the action's response is sent only once its trace is durable. Clients cannot post events with these
+resource types, and default reads leave them out (``SERVICE_RESOURCE_TYPES``).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import uuid
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Final
+
+from app.logs.prepare import prepare_event
+from app.logs.schemas import EventIn, Severity
+
+if TYPE_CHECKING:
+    from litestar import Request
+
+    from app.runtime import Runtime
+
+__all__ = [
+    "API_KEY",
+    "DATA_KEY",
+    "READ_AUDIT",
+    "SERVICE_RESOURCE_TYPES",
+    "SESSION",
+    "TENANT",
+    "USER",
+    "is_service_resource_type",
+    "record_service_event",
+]
+
+log = logging.getLogger(__name__)
+
+TENANT: Final = "auditlog.tenant"
+USER: Final = "auditlog.user"
+API_KEY: Final = "auditlog.api_key"
+SESSION: Final = "auditlog.session"
+DATA_KEY: Final = "auditlog.data_key"
+READ_AUDIT: Final = "audit_log"
+"""The resource type of read records (``VIEW``/``EXPORT``/``QUERY``), written by ``app.read_audit``."""
+
+SERVICE_RESOURCE_TYPES: Final = frozenset({TENANT, USER, API_KEY, SESSION, DATA_KEY, READ_AUDIT})
+
+
+def is_service_resource_type(resource_type: str) -> bool:
+    """True for the types only the service writes (``audit_log`` and anything under ``auditlog.``)."""
+    return resource_type == READ_AUDIT or resource_type.lower().startswith("auditlog.")
+
+
+def _client_address(request: Request[Any, Any, Any] | None) -> str | None:
+    if request is None or request.client is None:
+        return None
+    try:
+        return str(ipaddress.ip_address(request.client.host))
+    except ValueError:
+        return None
+
+
+async def record_service_event(
+    runtime: Runtime,
+    *,
+    tenant_id: uuid.UUID,
+    actor: str,
+    action: str,
+    resource_type: str,
+    resource_id: str | None = None,
+    details: dict[str, Any] | None = None,
+    message: str | None = None,
+    severity: Severity = "INFO",
+    request: Request[Any, Any, Any] | None = None,
+    session_id: uuid.UUID | None = None,
+) -> None:
+    """Store one administrative event of ``tenant_id`` and return once it is committed.
+
+    ``actor`` is the ``user_id`` recorded (a user or API key id, or the operator's id for the operator's
+    actions). ``details`` becomes the event's metadata (encrypted at rest like any metadata); never put a
+    secret in it. Raises ``WriterUnavailable`` (a 503) if the event cannot be stored: an administrative
+    action must not succeed without its trace.
+    """
+    headers = request.headers if request is not None else None
+    event = EventIn(
+        action=action,
+        resource_type=resource_type,
+        resource_id=resource_id,
+        user_id=actor,
+        session_id=str(session_id) if session_id else None,
+        request_id=request.scope.get("state", {}).get("request_id") if request is not None else None,
+        severity=severity,
+        timestamp=datetime.now(UTC),
+        ip_address=_client_address(request),
+        user_agent=(headers.get("user-agent") or "")[:1024] or None if headers is not None else None,
+        message=message or f"{action} {resource_type}" + (f" {resource_id}" if resource_id else ""),
+        metadata=details or None,
+    )
+    prepared = prepare_event(event, tenant_id=tenant_id, actor=actor, now=datetime.now(UTC))
+    writer = runtime.services.get("ingest")
+    if writer is None:
+        raise RuntimeError("the ingest writer is not running")
+    await writer.submit(tenant_id, [prepared])
