@@ -15,6 +15,7 @@ import asyncpg
 import jwt
 import pytest
 
+from app.auth.tokens import SECRET_LENGTH
 from app.auth_routes import service as auth_service
 from tests.conftest import (
     OPERATOR_PASSWORD,
@@ -67,7 +68,9 @@ async def test_login_opens_a_session_and_stores_only_the_refresh_token_hash(
     assert session is not None and session["live"] and session["revoked_at"] is None
     assert len(tokens) == 1
     assert bytes(tokens[0]["token_hash"]) == hashlib.sha256(body["refresh_token"].encode()).digest()
-    secret = body["refresh_token"].rsplit("_", 1)[1]
+    # rt_<tenant id hex>_<secret>: the secret itself may contain "_", so split off the first two parts only.
+    prefix, tenant_hex, secret = body["refresh_token"].split("_", 2)
+    assert prefix == "rt" and uuid.UUID(hex=tenant_hex) and len(secret) == SECRET_LENGTH
     assert all(secret not in str(value) for value in dict(tokens[0]).values())
 
 
