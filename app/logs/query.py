@@ -292,3 +292,16 @@ def build_list_sql(
 def build_get_sql(tenant_id: uuid.UUID, event_id: uuid.UUID) -> tuple[str, list[Any]]:
     """``SELECT`` of one event of the tenant by id."""
     return f"SELECT {SELECT_COLUMNS} FROM audit_logs WHERE tenant_id = $1 AND id = $2", [tenant_id, event_id]
+
+
+COLUMN_COUNT: Final = len(_COLUMNS)
+"""How many columns ``SELECT_COLUMNS`` yields (statements may select more after them)."""
+
+
+def filter_predicate(tenant_id: uuid.UUID, filters: LogFilters, bind: Any) -> str:
+    """The whole ``WHERE`` predicate of a filter set, severities included, for statements other than the page
+    query (the live stream flags new rows with it); ``bind`` hands out ``$n`` placeholders."""
+    clauses = _where(tenant_id, filters, bind)
+    if filters.severity:
+        clauses.append(f"severity = ANY({bind(list(filters.severity))}::text[])")
+    return " AND ".join(clauses)
