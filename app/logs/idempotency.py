@@ -3,13 +3,16 @@
 The key row is claimed in the same transaction as the events it stands for (see ``ingest``), so two
 concurrent requests with one key can never both insert: the loser waits for the winner's commit and then
 reads the winner's stored response. A repeat with the same key but a different body (or on the other
-route) is a ``409``. Keys are per tenant; rows older than ``jobs.idempotency.TTL`` are ignored and may be
+route) is a ``409``. Keys are per tenant AND caller (the user, or the API key for machine clients), as
+Stripe scopes them per account and key: another caller sending the same key and body is another request,
+stored and recorded as its own (issue 14, finding 5). Rows older than ``jobs.idempotency.TTL`` are ignored and may be
 reclaimed, and ``jobs.idempotency.purge_idempotency_keys`` deletes them.
 """
 
 from __future__ import annotations
 
 import re
+import uuid
 from dataclasses import dataclass
 
 from app.errors import ApiError
@@ -25,9 +28,16 @@ _KEY_RE = re.compile(r"[\x21-\x7e]{1,255}")
 class Claim:
     """What a submission will store under its key if it wins: the request fingerprint and 201 body."""
 
+    caller: uuid.UUID
+    """The principal's subject: user id, or API key id. Part of the key's scope with the tenant."""
     key: str
     request_hash: bytes
     response: bytes
+
+    @property
+    def scope(self) -> tuple[uuid.UUID, str]:
+        """What identifies the key within its tenant: (caller, key)."""
+        return (self.caller, self.key)
 
 
 @dataclass(slots=True, frozen=True)

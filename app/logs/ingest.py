@@ -73,14 +73,17 @@ CREATE TEMP TABLE IF NOT EXISTS {STAGING} (
 ) ON COMMIT DELETE ROWS
 """
 _CLAIM = f"""
-INSERT INTO idempotency_keys (tenant_id, key, request_hash, response)
-SELECT $1::uuid, u.k, u.h, u.r FROM unnest($2::text[], $3::bytea[], $4::bytea[]) AS u(k, h, r) ORDER BY u.k
-ON CONFLICT (tenant_id, key) DO UPDATE
+INSERT INTO idempotency_keys (tenant_id, caller, key, request_hash, response)
+SELECT $1::uuid, u.c, u.k, u.h, u.r
+FROM unnest($2::uuid[], $3::text[], $4::bytea[], $5::bytea[]) AS u(c, k, h, r) ORDER BY u.c, u.k
+ON CONFLICT (tenant_id, caller, key) DO UPDATE
   SET request_hash = EXCLUDED.request_hash, response = EXCLUDED.response, created_at = now()
   WHERE idempotency_keys.created_at < now() - {TTL_SQL}
-RETURNING key
+RETURNING caller, key
 """
-_STORED = "SELECT key, request_hash, response FROM idempotency_keys WHERE tenant_id = $1 AND key = ANY($2::text[])"
+_STORED = """SELECT i.caller, i.key, i.request_hash, i.response
+FROM idempotency_keys i JOIN unnest($2::uuid[], $3::text[]) AS u(c, k) ON i.caller = u.c AND i.key = u.k
+WHERE i.tenant_id = $1"""
 _COLUMNS = """tenant_id, "timestamp", id, seq, received_at, action, resource_type, resource_id, user_id,
   session_id, request_id, severity, ip_address, user_agent, message, payload, search"""
 # One statement after the COPY: take the seq range (the row lock is held until COMMIT, so seq order is
@@ -298,34 +301,36 @@ async def _claim_keys(
     conn: asyncpg.Connection, tenant_id: uuid.UUID, subs: Sequence[_Submission]
 ) -> dict[int, StoredResponse]:
     """Claim every key of the group. Returns, by ``id(submission)``, the stored first response of each
-    submission that repeats a key: one claimed before (by any transaction) or earlier in this group."""
-    first: dict[str, _Submission] = {}
+    submission that repeats a key of the same caller: one claimed before (by any transaction) or earlier
+    in this group. Keys are scoped per caller: another caller's key of the same name is another key."""
+    first: dict[tuple[uuid.UUID, str], _Submission] = {}
     for sub in subs:
         if sub.claim is not None:
-            first.setdefault(sub.claim.key, sub)
+            first.setdefault(sub.claim.scope, sub)
     if not first:
         return {}
-    claims = sorted((s.claim for s in first.values() if s.claim is not None), key=lambda c: c.key)
+    claims = sorted((s.claim for s in first.values() if s.claim is not None), key=lambda c: c.scope)
     won_rows = await conn.fetch(
         _CLAIM,
         tenant_id,
+        [c.caller for c in claims],
         [c.key for c in claims],
         [c.request_hash for c in claims],
         [c.response for c in claims],
     )
-    won = {r["key"] for r in won_rows}
-    replaying = [s for s in subs if s.claim is not None and (s.claim.key not in won or first[s.claim.key] is not s)]
+    won = {(r["caller"], r["key"]) for r in won_rows}
+    replaying = [s for s in subs if s.claim is not None and (s.claim.scope not in won or first[s.claim.scope] is not s)]
     if not replaying:
         return {}
-    keys = sorted({s.claim.key for s in replaying if s.claim is not None})
-    rows = await conn.fetch(_STORED, tenant_id, keys)
-    stored = {r["key"]: StoredResponse(bytes(r["request_hash"]), bytes(r["response"])) for r in rows}
+    scopes = sorted({s.claim.scope for s in replaying if s.claim is not None})
+    rows = await conn.fetch(_STORED, tenant_id, [c for c, _ in scopes], [k for _, k in scopes])
+    stored = {(r["caller"], r["key"]): StoredResponse(bytes(r["request_hash"]), bytes(r["response"])) for r in rows}
     out: dict[int, StoredResponse] = {}
     for s in replaying:
         assert s.claim is not None
-        if s.claim.key not in stored:  # purged between claim and read: let the retry claim it afresh
+        if s.claim.scope not in stored:  # purged between claim and read: let the retry claim it afresh
             raise RuntimeError("idempotency key vanished while claiming")
-        out[id(s)] = stored[s.claim.key]
+        out[id(s)] = stored[s.claim.scope]
     return out
 
 

@@ -9,6 +9,7 @@ COMMIT. Because the handlers take the raw request, the OpenAPI request bodies ar
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -80,9 +81,12 @@ async def _store(
     return EncodedJSON(body, status_code=201)
 
 
-def _claim(request: Request[Any, Any, Any], route: str, body: bytes, response: bytes) -> Claim | None:
+def _claim(
+    request: Request[Any, Any, Any], caller: uuid.UUID, route: str, body: bytes, response: bytes
+) -> Claim | None:
+    """The Idempotency-Key claim of this request, scoped to its caller (user or API key), if it has a key."""
     key = parse_key(request.headers.get(HEADER))
-    return Claim(key, request_hash(route, body), response) if key else None
+    return Claim(caller, key, request_hash(route, body), response) if key else None
 
 
 # -- OpenAPI: the request bodies the handlers decode themselves ---------------------------------------
@@ -123,8 +127,10 @@ _IDEMPOTENCY_PARAM = {
     "in": "header",
     "required": False,
     "description": (
-        "Per tenant, 24 h: a repeat returns the first result (same status and body, header "
-        "Idempotent-Replayed: true) and stores nothing new. The same key with a different body → 409."
+        "Per tenant and caller (user or API key), 24 h: a repeat by the same caller returns the first "
+        "result (same status and body, header Idempotent-Replayed: true) and stores nothing new. The same "
+        "key with a different body → 409. Another caller's identical key is another request: it is stored "
+        "and answered on its own."
     ),
     "schema": {"type": "string", "minLength": 1, "maxLength": 255},
 }
@@ -184,7 +190,7 @@ class LogIngestController(Controller):
         except FieldError as exc:
             raise _refusal(exc) from None
         response = msgspec.json.encode(event.out)
-        claim = _claim(request, "POST /logs", body, response)
+        claim = _claim(request, principal.subject_id, "POST /logs", body, response)
         return await _store(runtime, principal.tenant_id, [event], claim, response)
 
     @post(
@@ -217,5 +223,5 @@ class LogIngestController(Controller):
                 exc.index = index
                 raise _refusal(exc) from None
         response = msgspec.json.encode(BulkResult(inserted=len(events), ids=[e.out.id for e in events]))
-        claim = _claim(request, "POST /logs/bulk", body, response)
+        claim = _claim(request, principal.subject_id, "POST /logs/bulk", body, response)
         return await _store(runtime, principal.tenant_id, events, claim, response)

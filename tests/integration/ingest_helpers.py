@@ -34,13 +34,14 @@ async def count_rows(database: Database, tenant_id: str) -> int:
 
 
 async def count_user_rows(database: Database, tenant_id: str) -> int:
-    """Rows of a tenant that are not read-audit (``audit_log``) or unmask records."""
+    """Rows of a tenant that the service did not write itself: not read-audit (``audit_log``), unmask
+    records or administrative events (``auditlog.*``: logins, users, keys created...)."""
     conn = await owner(database)
     try:
         return int(
             await conn.fetchval(
                 "SELECT count(*) FROM audit_logs WHERE tenant_id = $1"
-                " AND resource_type NOT IN ('audit_log', 'audit_log_pii')",
+                " AND resource_type NOT IN ('audit_log', 'audit_log_pii') AND resource_type NOT LIKE 'auditlog.%'",
                 uuid.UUID(tenant_id),
             )
         )
