@@ -11,7 +11,14 @@ import msgspec
 __all__ = ["UserCreate", "UserOut"]
 
 Username = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._@+-]+$")]
-Password = Annotated[str, msgspec.Meta(min_length=8, max_length=1024)]
+Password = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=1024,
+        description="At least 12 characters and not one of the 30,000 commonest passwords (422 otherwise).",
+    ),
+]
 Email = Annotated[str, msgspec.Meta(max_length=320, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
 
 

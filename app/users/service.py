@@ -10,6 +10,7 @@ from advanced_alchemy.exceptions import IntegrityError as RepositoryIntegrityErr
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.auth.password_policy import check_password
 from app.auth.passwords import hash_password
 from app.errors import Conflict
 from app.logs.masking import mask_email
@@ -33,6 +34,7 @@ async def create_user(
 ) -> UserOut:
     """Insert a user in ``session`` (bound to ``tenant_id``). The email is masked here and its original
     encrypted into the vault; the database trigger would mask it anyway if this code ever forgot."""
+    check_password(password)
     user_id = uuid.uuid4()
     password_hash = await anyio.to_thread.run_sync(hash_password, password)
     masked = mask_email(email) if email else None

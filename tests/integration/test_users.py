@@ -67,3 +67,25 @@ async def test_tenant_repository_refuses_a_session_without_a_tenant(client: ApiC
     async with client.app.state.runtime.db.system() as session:
         with pytest.raises(UnboundSession):
             UserRepository(session=session)
+
+
+async def test_a_common_or_short_password_is_422_naming_the_field(client: ApiClient) -> None:
+    t = await make_tenant(client)
+    for password in ("password", "Password2024!", "short-pw"):
+        response = await client.post(
+            f"/api/v1/tenants/{t.id}/users",
+            json={"username": "weak", "password": password, "role": "User"},
+            headers=t.admin,
+        )
+        assert response.status_code == 422, (password, response.text)
+        assert response.json()["errors"][0]["field"] == "password"
+
+
+async def test_a_tenant_name_that_parses_as_a_uuid_is_422(client: ApiClient) -> None:
+    op = await operator_headers(client)
+    other = await make_tenant(client)
+    for name in (other.id, other.id.replace("-", "").upper(), "{" + str(uuid.uuid4()) + "}"):
+        response = await client.post("/api/v1/tenants", json={"name": name}, headers=op)
+        assert response.status_code == 422, (name, response.text)
+        assert response.json()["errors"][0]["field"] == "name"
+    assert (await client.post("/api/v1/tenants", json={"name": "acme-uuid-like-not"}, headers=op)).status_code == 201
