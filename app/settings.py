@@ -83,6 +83,10 @@ class Settings(BaseSettings):
 
     max_event_bytes: int = 64 * 1024
     max_bulk_bytes: int = 64 * 1024 * 1024
+    max_request_bytes: int = Field(default=16 * 1024, ge=1024)
+    """Body limit of every route but ingest (``/auth/token`` included); larger bodies answer 413."""
+    max_json_depth: int = Field(default=32, ge=2, le=256)
+    """Deepest nesting of objects/arrays a JSON body may have (the body itself is level 1); deeper → 400."""
     lake_url: str | None = None
     s3_endpoint_url: str | None = None
     llm_model: str | None = None
