@@ -1,5 +1,5 @@
 """Start and stop the long-running parts of an API process: the ingest writer, the read-audit recorder,
-the rate limiter, the API-key usage flusher and (embedded default) the job worker.
+the live-stream hub, the rate limiter, the API-key usage flusher and (embedded default) the job worker.
 
 Each part registers itself in ``runtime.services`` so that shutdown stops exactly what was started.
 """
@@ -14,6 +14,7 @@ from app.logs.ingest import IngestWriter
 from app.ratelimit import build_rate_limiter
 from app.read_audit import start_read_audit
 from app.runtime import Runtime
+from app.stream.hub import StreamHub
 from db.urls import plain_dsn
 
 __all__ = ["start_services", "stop_services"]
@@ -32,6 +33,9 @@ async def start_services(runtime: Runtime) -> None:
     await writer.start()
     runtime.services["ingest"] = writer
     runtime.services["read_audit"] = await start_read_audit(runtime)
+    runtime.services["stream"] = await StreamHub(
+        plain_dsn(settings.database_url or ""), runtime.db, runtime.keyrings
+    ).start()
     runtime.services["ratelimit"] = build_rate_limiter(settings)
     runtime.services["api_key_usage"] = KeyUsageFlusher(runtime).start()
     if settings.worker_in_process:

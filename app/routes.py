@@ -17,11 +17,25 @@ def route_handlers() -> list[Any]:
     from app.logs.ingest_controller import LogIngestController
     from app.logs.pii_vault import LogPiiController
     from app.logs.query_controller import LogQueryController, list_logs
+    from app.stream.routes import logs_stream, logs_stream_sse
     from app.tenants.controller import TenantController
     from app.users.controller import UserController
 
     # Everything under /api/v1/logs goes through one Router: Litestar 2.25 refuses two top-level
     # controllers on one path ("Handler already registered ... OPTIONS"). ``list_logs`` must follow
     # LogIngestController (see its docstring).
-    logs = Router(path="/", route_handlers=[LogIngestController, LogPiiController, LogQueryController, list_logs])
-    return [healthz, readyz, swagger_ui, AuthController, ApiKeyController, TenantController, UserController, logs]
+    logs = Router(
+        path="/",
+        route_handlers=[LogIngestController, LogPiiController, LogQueryController, list_logs, logs_stream_sse],
+    )
+    return [
+        healthz,
+        readyz,
+        swagger_ui,
+        AuthController,
+        ApiKeyController,
+        TenantController,
+        UserController,
+        logs,
+        logs_stream,
+    ]

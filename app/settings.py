@@ -53,6 +53,10 @@ class Settings(BaseSettings):
     """Longest a read statement (list, search, get) may run, waiting for locks included; past it PostgreSQL
     cancels it and the request answers ``503`` with ``Retry-After``, so one costly search cannot hold a read
     connection indefinitely."""
+    stream_buffer_events: int = Field(default=1000, ge=1, le=1_000_000)
+    """Events a live-stream subscriber may fall behind before it is cut (with the position to resume from)."""
+    stream_ping_seconds: float = Field(default=20.0, gt=0)
+    """Quiet time after which a live stream sends a ping (WebSocket frame, SSE comment)."""
     embedded_postgres: bool = False
     """Set internally when ``database_url`` points at the embedded server."""
 

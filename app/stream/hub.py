@@ -1,0 +1,214 @@
+"""Fan-out of committed events to this process's subscribers, fed by PostgreSQL ``LISTEN``.
+
+Every commit of the write path (in any API process, on any machine) sends ``NOTIFY auditlog_events,
+'<tenant_id>:<max_seq>'``: a position, never event content. Each process holds ONE listening connection. On a
+notification for a tenant that has subscribers here, the hub reads that tenant's rows after the position it
+last delivered, once for all of the tenant's subscribers (one statement flags each row with every distinct
+filter set), decrypts and encodes each event once, and hands each subscriber the frames it asked for. Fetches
+of one tenant never overlap and always continue from the last delivered position, so a missed or coalesced
+notification costs nothing but a later fetch; after a reconnect every tenant with subscribers is caught up.
+
+A subscriber has a bounded buffer. The hub never waits for a subscriber: one whose buffer is full is marked
+overflowed (its stream ends with a frame naming the position to resume from), so a slow client slows neither
+ingest nor the other subscribers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import asyncpg
+import msgspec
+
+from app.logs.ingest import NOTIFY_CHANNEL
+from app.logs.query import COLUMN_COUNT, LogFilters
+from app.logs.rows import row_to_wire
+from app.stream.sql import BATCH, build_fetch_sql
+
+if TYPE_CHECKING:
+    from db.keyring import KeyringStore
+    from db.tenancy import TenantDB
+
+__all__ = ["Frame", "StreamHub", "Subscriber"]
+
+log = logging.getLogger(__name__)
+
+Frame = tuple[int, bytes]
+"""An event's position and its JSON (the event exactly as ``GET /logs/{id}`` shows it)."""
+
+
+@dataclass(eq=False)
+class Subscriber:
+    """One stream's mailbox. ``live`` is set once its replay caught up; the hub fills it only while live."""
+
+    tenant_id: uuid.UUID
+    filters: LogFilters
+    capacity: int = 1000
+    live: bool = False
+    overflowed: bool = False
+    queue: asyncio.Queue[Frame] = field(init=False)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self.queue = asyncio.Queue(maxsize=self.capacity)
+
+    def offer(self, frame: Frame) -> None:
+        if self.overflowed:
+            return
+        try:
+            self.queue.put_nowait(frame)
+        except asyncio.QueueFull:
+            self.overflowed = True
+            self.wake.set()
+
+
+class StreamHub:
+    """One per API process (``runtime.services["stream"]``)."""
+
+    def __init__(self, dsn: str, db: TenantDB, keyrings: KeyringStore, *, reconnect_seconds: float = 1.0) -> None:
+        self._dsn = dsn
+        self._db = db
+        self._keyrings = keyrings
+        self._reconnect = reconnect_seconds
+        self._subscribers: dict[uuid.UUID, set[Subscriber]] = defaultdict(set)
+        self._delivered: dict[uuid.UUID, int] = {}
+        self._pending: dict[uuid.UUID, int] = {}
+        self._fetchers: dict[uuid.UUID, asyncio.Task[None]] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+        self.fetches = 0
+
+    # -- subscribers -------------------------------------------------------------------------------
+    async def subscribe(self, subscriber: Subscriber) -> None:
+        """Register ``subscriber``; from now on every event committed for its tenant is offered to it once live."""
+        tenant_id = subscriber.tenant_id
+        if tenant_id not in self._delivered:
+            async with self._db.read(tenant_id) as pg:
+                last = await pg.fetchval("SELECT last_seq FROM tenant_log_seq WHERE tenant_id = $1", tenant_id)
+            # another subscriber may have registered the tenant while we waited
+            self._delivered.setdefault(tenant_id, int(last or 0))
+        self._subscribers[tenant_id].add(subscriber)
+
+    def unsubscribe(self, subscriber: Subscriber) -> None:
+        subs = self._subscribers.get(subscriber.tenant_id)
+        if subs is None:
+            return
+        subs.discard(subscriber)
+        if not subs:
+            del self._subscribers[subscriber.tenant_id]
+            self._delivered.pop(subscriber.tenant_id, None)
+            self._pending.pop(subscriber.tenant_id, None)
+
+    @property
+    def subscriber_count(self) -> int:
+        return sum(len(s) for s in self._subscribers.values())
+
+    # -- notifications -----------------------------------------------------------------------------
+    def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+        tenant_text, _, seq_text = payload.partition(":")
+        try:
+            tenant_id, seq = uuid.UUID(tenant_text), int(seq_text)
+        except ValueError:
+            return
+        self.poke(tenant_id, seq)
+
+    def poke(self, tenant_id: uuid.UUID, seq: int | None = None) -> None:
+        """Fetch the tenant's new events (up to at least ``seq``) unless nobody here listens to it."""
+        if tenant_id not in self._subscribers:
+            return
+        delivered = self._delivered.get(tenant_id, 0)
+        if seq is not None and seq <= delivered:
+            return
+        self._pending[tenant_id] = max(self._pending.get(tenant_id, 0), seq or delivered + 1)
+        task = self._fetchers.get(tenant_id)
+        if task is None or task.done():
+            self._fetchers[tenant_id] = asyncio.create_task(self._fetch_loop(tenant_id), name=f"stream-{tenant_id}")
+
+    async def _fetch_loop(self, tenant_id: uuid.UUID) -> None:
+        while tenant_id in self._subscribers and self._pending.get(tenant_id, 0) > self._delivered.get(tenant_id, 0):
+            try:
+                await self._fetch(tenant_id)
+            except Exception:
+                log.exception("stream fetch for tenant %s failed; retrying", tenant_id)
+                await asyncio.sleep(self._reconnect)
+
+    async def _fetch(self, tenant_id: uuid.UUID) -> None:
+        """Read and dispatch every event after the delivered position, in order, in batches."""
+        while True:
+            subs = self._subscribers.get(tenant_id)
+            if not subs:
+                return
+            filter_sets = list({s.filters: None for s in subs})
+            after = self._delivered[tenant_id]
+            sql, args = build_fetch_sql(tenant_id, after, filter_sets)
+            async with self._db.read(tenant_id) as pg:
+                rows = await pg.fetch(sql, *args)
+                keyring = await self._keyrings.get(pg, tenant_id) if rows else None
+            self.fetches += 1
+            if not rows or keyring is None:
+                # nothing beyond what was delivered: the notified rows are already out
+                self._pending[tenant_id] = after
+                return
+            index = {f: i for i, f in enumerate(filter_sets)}
+            for row in rows:
+                seq = row[COLUMN_COUNT]
+                flags = row[COLUMN_COUNT + 1 :]
+                frame: Frame | None = None
+                for sub in list(self._subscribers.get(tenant_id, ())):
+                    if not sub.live or not flags[index.get(sub.filters, 0)]:
+                        continue
+                    if frame is None:
+                        frame = (seq, msgspec.json.encode(row_to_wire(row[:COLUMN_COUNT], keyring)))
+                    sub.offer(frame)
+                if tenant_id in self._delivered:
+                    self._delivered[tenant_id] = seq
+            for sub in self._subscribers.get(tenant_id, ()):
+                sub.wake.set()
+            if len(rows) < BATCH:
+                return
+
+    # -- the listening connection ------------------------------------------------------------------
+    async def _listen(self) -> None:
+        while True:
+            conn: asyncpg.Connection | None = None
+            try:
+                conn = await asyncpg.connect(self._dsn)
+                await conn.add_listener(NOTIFY_CHANNEL, self._on_notify)
+                self._ready.set()
+                for tenant_id in list(self._subscribers):  # catch up what was committed while we were away
+                    self.poke(tenant_id)
+                while not conn.is_closed():
+                    await asyncio.sleep(self._reconnect)
+                    await conn.execute("SELECT 1")  # notice a dead connection
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("stream listener reconnecting: %s", exc)
+                await asyncio.sleep(self._reconnect)
+            finally:
+                if conn is not None:
+                    with contextlib.suppress(Exception):
+                        await conn.close()
+
+    async def start(self) -> StreamHub:
+        self._task = asyncio.create_task(self._listen(), name="stream-listener")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._ready.wait(), timeout=10)
+        return self
+
+    async def stop(self) -> None:
+        tasks = [t for t in (self._task, *self._fetchers.values()) if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for subs in self._subscribers.values():
+            for sub in subs:
+                sub.wake.set()

@@ -1,0 +1,400 @@
+"""The live stream, end to end: two real API processes (Granian) on one database, WebSocket and SSE clients.
+
+An event posted to one process reaches subscribers of the other through PostgreSQL LISTEN/NOTIFY; a tenant
+never sees another's events; resuming returns exactly the missed events in commit order while inserts go on;
+a revoked session is cut within 2 s; a slow consumer is cut (with its resume position) without holding up a
+fast one or ingest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+import httpx
+import pytest
+
+from db.provision import API_ROLE, OWNER_ROLE
+from tests.conftest import OPERATOR_PASSWORD, PgServer, TenantFixture, make_tenant
+from tests.servers import free_port, wait_ready
+
+pytestmark = pytest.mark.timeout(240)
+
+
+@dataclass
+class Server:
+    port: int
+    proc: subprocess.Popen[bytes]
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/api/v1/logs/stream"
+
+
+def _start(pg: PgServer, dbname: str, tmp: Path, name: str, **extra: str) -> Server:
+    port = free_port()
+    log = tmp / f"{name}.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUDIT_")}
+    env.update(
+        AUDIT_ENV="test",
+        AUDIT_DATABASE_URL=pg.url(API_ROLE, dbname),
+        AUDIT_MIGRATION_DATABASE_URL=pg.url(OWNER_ROLE, dbname),
+        AUDIT_DATA_DIR=str(tmp / name),
+        AUDIT_PORT=str(port),
+        AUDIT_MASTER_KEY=base64.urlsafe_b64encode(b"m" * 32).decode(),
+        AUDIT_JWT_SIGNING_KEYS="test1:" + "s" * 48,
+        AUDIT_OPERATOR_PASSWORD=OPERATOR_PASSWORD,
+        AUDIT_DEMO_DATA="false",
+        AUDIT_RUN_WORKER_IN_PROCESS="false",
+        AUDIT_LOG_LEVEL="WARNING",
+        AUDIT_RATE_LIMIT_LOG_ROUTES="1000000",
+        AUDIT_RATE_LIMIT_OTHER_ROUTES="1000000",
+        **extra,
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "serve"],
+        env=env,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    wait_ready(proc, port, log)
+    return Server(port, proc)
+
+
+def _stop(server: Server) -> None:
+    server.proc.send_signal(signal.SIGINT)
+    try:
+        server.proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(server.proc.pid, signal.SIGKILL)
+        server.proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def servers(pg_server: PgServer, template_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Server]]:
+    """Two API processes on one fresh database; the second cuts slow subscribers after 50 events."""
+    dbname = f"stream_{os.getpid()}"
+
+    async def create() -> None:
+        conn = await asyncpg.connect(pg_server.admin_dsn)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+            await conn.execute(f'CREATE DATABASE "{dbname}" TEMPLATE "{template_db}" OWNER "{OWNER_ROLE}"')
+        finally:
+            await conn.close()
+
+    asyncio.run(create())
+    tmp = tmp_path_factory.mktemp("stream")
+    started: list[Server] = []
+    try:
+        started.append(_start(pg_server, dbname, tmp, "a"))
+        started.append(_start(pg_server, dbname, tmp, "b", AUDIT_STREAM_BUFFER_EVENTS="50"))
+        yield started
+    finally:
+        for server in started:
+            _stop(server)
+
+
+@contextlib.asynccontextmanager
+async def _client(server: Server) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=server.http, timeout=30) as client:
+        yield client
+
+
+async def _tenant(server: Server) -> TenantFixture:
+    async with _client(server) as client:
+        return await make_tenant(client)  # type: ignore[arg-type]
+
+
+def _event(n: int, **extra: Any) -> dict[str, Any]:
+    return {"action": "UPDATE", "resource_type": "document", "resource_id": f"doc-{n}", "message": f"edit {n}", **extra}
+
+
+async def _post(server: Server, headers: dict[str, str], events: list[dict[str, Any]]) -> list[str]:
+    async with _client(server) as client:
+        if len(events) == 1:
+            response = await client.post("/api/v1/logs", json=events[0], headers=headers)
+            assert response.status_code == 201, response.text
+            return [response.json()["id"]]
+        response = await client.post("/api/v1/logs/bulk", json=events, headers=headers)
+        assert response.status_code == 201, response.text
+        return list(response.json()["ids"])
+
+
+async def _log_frames(ws: aiohttp.ClientWebSocketResponse, count: int, timeout: float = 15) -> list[dict[str, Any]]:
+    frames: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout
+    while len(frames) < count:
+        msg = await ws.receive(timeout=max(0.1, deadline - time.monotonic()))
+        assert msg.type == aiohttp.WSMsgType.TEXT, (msg.type, msg.data, ws.close_code)
+        frame = json.loads(msg.data)
+        if frame["type"] == "log":
+            frames.append(frame)
+    return frames
+
+
+async def _assert_quiet(ws: aiohttp.ClientWebSocketResponse, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        msg = await ws.receive(timeout=seconds)
+        if msg.type == aiohttp.WSMsgType.TEXT:
+            assert json.loads(msg.data)["type"] == "ping", msg.data
+            return
+        pytest.fail(f"unexpected {msg.type} {msg.data}")
+
+
+def _bearer(headers: dict[str, str]) -> str:
+    return headers["Authorization"].removeprefix("Bearer ")
+
+
+async def test_an_event_posted_to_one_process_reaches_a_subscriber_of_the_other(servers: list[Server]) -> None:
+    a, b = servers
+    tenant = await _tenant(a)
+    async with aiohttp.ClientSession() as session, session.ws_connect(b.ws, headers=tenant.auditor) as ws:
+        await asyncio.sleep(0.3)
+        [event_id] = await _post(a, tenant.user, [_event(1, metadata={"ticket": "T-1"})])
+        [frame] = await _log_frames(ws, 1)
+    async with _client(a) as client:
+        shown = (await client.get(f"/api/v1/logs/{event_id}", headers=tenant.admin)).json()
+    assert frame["data"] == shown
+    assert frame["data"]["metadata"] == {"ticket": "T-1"}
+    assert isinstance(frame["position"], int)
+
+
+async def test_credentials_by_query_and_subprotocol_and_refusals(servers: list[Server]) -> None:
+    a, _ = servers
+    tenant = await _tenant(a)
+    token = _bearer(tenant.user)
+    async with aiohttp.ClientSession() as session:
+        async with session.ws_connect(f"{a.ws}?token={token}") as ws:
+            await asyncio.sleep(0.3)
+            await _post(a, tenant.user, [_event(1)])
+            assert len(await _log_frames(ws, 1)) == 1
+        async with session.ws_connect(a.ws, protocols=("bearer", token)) as ws:
+            assert ws.protocol == "bearer"
+            await asyncio.sleep(0.3)
+            await _post(a, tenant.user, [_event(2)])
+            assert (await _log_frames(ws, 1))[0]["data"]["resource_id"] == "doc-2"
+        for kwargs in ({}, {"headers": {"Authorization": "Bearer not-a-token"}}, {"protocols": ("bearer", "x.y.z")}):
+            async with session.ws_connect(a.ws + "?token=bad" if not kwargs else a.ws, **kwargs) as ws:
+                msg = await ws.receive(timeout=5)
+                assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED), msg
+                assert ws.close_code == 1008
+        async with session.ws_connect(a.ws + "?severity=LOUD", headers=tenant.user) as ws:
+            msg = await ws.receive(timeout=5)
+            error = json.loads(msg.data)
+            assert error["type"] == "error" and error["status"] == 422
+            assert error["errors"][0]["field"] == "severity"
+            await ws.receive(timeout=5)
+            assert ws.close_code == 1008
+
+
+async def test_tenant_b_never_receives_tenant_a_events_on_either_transport(servers: list[Server]) -> None:
+    a, b = servers
+    first, second = await _tenant(a), await _tenant(a)
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(b.ws, headers=second.admin) as ws_second,
+        session.ws_connect(a.ws, headers=first.admin) as ws_first,
+        session.get(f"{b.http}/api/v1/logs/stream/sse", headers=second.admin) as sse_second,
+    ):
+        assert sse_second.status == 200
+        assert sse_second.headers["content-type"].startswith("text/event-stream")
+        await asyncio.sleep(0.3)
+        await _post(a, first.user, [_event(n) for n in range(5)])
+        got = await _log_frames(ws_first, 5)
+        assert {f["data"]["tenant_id"] for f in got} == {first.id}
+        await _assert_quiet(ws_second, 1.5)
+        with contextlib.suppress(TimeoutError):
+            chunk = await asyncio.wait_for(sse_second.content.read(65536), timeout=1.0)
+            assert b"data: {" not in chunk, chunk
+        # and the second tenant's own event does arrive on SSE
+        [own] = await _post(b, second.user, [_event(99)])
+        text = b""
+        deadline = time.monotonic() + 10
+        while own.encode() not in text and time.monotonic() < deadline:
+            text += await asyncio.wait_for(sse_second.content.read(65536), timeout=10)
+        assert own.encode() in text
+        assert first.id.encode() not in text
+
+
+async def test_resume_across_a_gap_returns_exactly_the_missed_events_in_order_while_inserts_go_on(
+    servers: list[Server],
+) -> None:
+    a, b = servers
+    tenant = await _tenant(a)
+    async with aiohttp.ClientSession() as session:
+        async with session.ws_connect(b.ws, headers=tenant.auditor) as ws:
+            await asyncio.sleep(0.3)
+            await _post(a, tenant.user, [_event(n) for n in range(3)])
+            seen = await _log_frames(ws, 3)
+        last_id = seen[-1]["data"]["id"]
+        missed = await _post(a, tenant.user, [_event(n) for n in range(3, 403)])  # while nobody listens
+
+        stop = asyncio.Event()
+        later: list[str] = []
+
+        async def keep_inserting() -> None:
+            n = 1000
+            while not stop.is_set():
+                later.extend(await _post(a, tenant.user, [_event(n + i) for i in range(20)]))
+                n += 20
+
+        inserter = asyncio.create_task(keep_inserting())
+        try:
+            async with session.ws_connect(f"{b.ws}?after={last_id}", headers=tenant.auditor) as ws:
+                replayed = await _log_frames(ws, 400)
+                await asyncio.sleep(1.0)
+                stop.set()
+                await inserter
+                expected_live = list(later)
+                live = await _log_frames(ws, len(expected_live))
+                await _assert_quiet(ws, 1.0)
+        finally:
+            stop.set()
+            await inserter
+    assert [f["data"]["id"] for f in replayed] == missed
+    assert [f["data"]["id"] for f in live] == expected_live
+    positions = [f["position"] for f in seen + replayed + live]
+    assert positions == sorted(positions) and len(set(positions)) == len(positions)
+
+
+async def test_sse_resumes_from_last_event_id_and_applies_filters(servers: list[Server]) -> None:
+    a, b = servers
+    tenant = await _tenant(a)
+    ids = await _post(a, tenant.user, [_event(n, severity="ERROR" if n % 2 else "INFO") for n in range(10)])
+    errors = [i for n, i in enumerate(ids) if n % 2]
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(
+            f"{b.http}/api/v1/logs/stream/sse?after={ids[0]}&severity=ERROR", headers=tenant.auditor
+        ) as response,
+    ):
+        assert response.status == 200
+        events = await _sse_events(response, 5)
+    assert [e["data"]["id"] for e in events] == errors
+    # Last-Event-ID: everything after the third error, nothing before
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(
+            f"{a.http}/api/v1/logs/stream/sse?severity=ERROR",
+            headers={**tenant.auditor, "Last-Event-ID": str(events[2]["id"])},
+        ) as response,
+    ):
+        resumed = await _sse_events(response, 2)
+    assert [e["data"]["id"] for e in resumed] == errors[3:]
+    async with httpx.AsyncClient(base_url=a.http) as client:
+        bad = await client.get(
+            "/api/v1/logs/stream/sse", params={"after": "00000000-0000-7000-8000-000000000000"}, headers=tenant.auditor
+        )
+        assert bad.status_code == 404
+        bad = await client.get("/api/v1/logs/stream/sse", params={"after": "yesterday"}, headers=tenant.auditor)
+        assert bad.status_code == 422
+        assert (await client.get("/api/v1/logs/stream/sse")).status_code == 401
+
+
+async def _sse_events(response: aiohttp.ClientResponse, count: int) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = []
+    current: dict[str, Any] = {}
+    deadline = time.monotonic() + 15
+    while len(events) < count:
+        line = (await asyncio.wait_for(response.content.readline(), timeout=deadline - time.monotonic())).decode()
+        line = line.rstrip("\r\n")
+        if not line:
+            if "data" in current and "event" not in current:
+                events.append({"id": int(current["id"]), "data": json.loads(current["data"])})
+            current = {}
+        elif not line.startswith(":"):
+            key, _, value = line.partition(": ")
+            current[key] = value
+    return events
+
+
+async def test_a_revoked_session_is_disconnected_within_two_seconds(servers: list[Server]) -> None:
+    a, b = servers
+    tenant = await _tenant(a)
+    async with aiohttp.ClientSession() as session, session.ws_connect(b.ws, headers=tenant.auditor) as ws:
+        await asyncio.sleep(0.3)
+        async with _client(a) as client:
+            assert (await client.post("/api/v1/auth/logout", headers=tenant.auditor)).status_code == 204
+        revoked_at = time.monotonic()
+        while True:
+            msg = await ws.receive(timeout=5)
+            if msg.type != aiohttp.WSMsgType.TEXT:
+                break
+        assert ws.close_code == 1008
+        assert time.monotonic() - revoked_at < 2.0
+
+
+async def test_a_slow_consumer_is_cut_without_stalling_a_fast_one_or_ingest(servers: list[Server]) -> None:
+    a, b = servers  # b cuts a subscriber that falls 50 events behind
+    tenant = await _tenant(a)
+    total = 6000
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(b.ws, headers=tenant.auditor) as slow,
+        session.ws_connect(b.ws, headers=tenant.auditor) as fast,
+    ):
+        await asyncio.sleep(0.3)
+        started = time.monotonic()
+        posting = asyncio.gather(
+            *[
+                _post(a, tenant.user, [_event(n, message="x" * 2000) for n in range(i, i + 500)])
+                for i in range(0, total, 500)
+            ]
+        )
+        frames = await _log_frames(fast, total, timeout=90)
+        await posting
+        assert time.monotonic() - started < 90
+        assert len({f["position"] for f in frames}) == total
+        # the slow one never read: it was cut with a resume position, after the events it did get
+        got = 0
+        while True:
+            msg = await slow.receive(timeout=10)
+            if msg.type != aiohttp.WSMsgType.TEXT:
+                break
+            frame = json.loads(msg.data)
+            if frame["type"] == "log":
+                got += 1
+                last = frame["position"]
+            elif frame["type"] == "overflow":
+                overflow = frame
+        assert slow.close_code == 1013
+        assert got < total
+        assert overflow["resume_after"] == (last if got else overflow["resume_after"])
+
+
+async def test_subscribing_is_an_audited_read(servers: list[Server]) -> None:
+    a, _ = servers
+    tenant = await _tenant(a)
+    async with aiohttp.ClientSession() as session, session.ws_connect(a.ws, headers=tenant.auditor) as ws:
+        await asyncio.sleep(0.5)
+        await ws.close()
+    await asyncio.sleep(0.5)
+    async with _client(a) as client:
+        page = (
+            await client.get(
+                "/api/v1/logs", params={"resource_type": "audit_log", "action": "VIEW"}, headers=tenant.admin
+            )
+        ).json()
+    routes = [e["metadata"]["route"] for e in page["items"]]
+    assert "/api/v1/logs/stream" in routes
+    stream_read = next(e for e in page["items"] if e["metadata"]["route"] == "/api/v1/logs/stream")
+    assert stream_read["metadata"]["transport"] == "websocket"
