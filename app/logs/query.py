@@ -5,6 +5,12 @@ parameter is named in one ``422`` problem. SQL is built only from fixed fragment
 parameters (asyncpg style), always with an explicit ``tenant_id = $1`` (partition pruning; row-level
 security is the second wall) and keyset pagination on ``("timestamp", id)``.
 
+``action``, ``resource_type``, ``user_id`` and ``severity`` are repeatable (any of the values matches);
+``exclude_action``, ``exclude_resource_type`` and ``exclude_user_id`` (repeatable) leave their values out.
+The service's own events (read records and ``auditlog.*`` administration, ``SERVICE_RESOURCE_TYPES``) are
+left out unless ``include_system=true`` or a ``resource_type`` filter names one (API.md, "Reading is
+audited, and so is administration"), so a poller does not find mostly its own reads.
+
 ``q`` is full-text search over the masked message and metadata values (the ``search`` column, built
 with the ``simple`` configuration) through ``websearch_to_tsquery('simple', q)``: words are ANDed,
 ``"quoted phrases"``, ``or`` and ``-word`` work as in web search engines, matching is case-insensitive
@@ -22,17 +28,22 @@ from typing import Annotated, Any, Final, get_args
 
 import msgspec
 
+from app.audit_trail.service_events import READ_AUDIT, is_service_resource_type
 from app.errors import ApiError
 from app.logs.schemas import ACTION_PATTERN, Severity
 
 __all__ = [
     "DEFAULT_LIMIT",
     "MAX_LIMIT",
+    "MAX_VALUES",
     "SELECT_COLUMNS",
+    "SERVICE_EVENTS_SQL",
     "ListQuery",
     "LogFilters",
     "build_get_sql",
     "build_list_sql",
+    "excludes_service_events",
+    "filter_predicate",
     "parse_filters",
     "parse_list_query",
 ]
@@ -40,17 +51,27 @@ __all__ = [
 DEFAULT_LIMIT: Final = 50
 MAX_LIMIT: Final = 1000
 MAX_Q_LENGTH: Final = 512
+MAX_VALUES: Final = 100
+"""Most values one repeatable filter (or exclusion) may list."""
+MAX_BRANCHES: Final = 32
+"""Most ``UNION ALL`` branches a page query is split into (one per combination of multi-valued filters)."""
+_TRUE: Final = frozenset({"true", "1", "yes", "on"})
+_FALSE: Final = frozenset({"false", "0", "no", "off"})
 SEVERITIES: Final[tuple[str, ...]] = get_args(Severity)
 _ACTION_RE: Final = re.compile(ACTION_PATTERN)
 _AwareTime = Annotated[datetime, msgspec.Meta(tz=True)]
 _ZONE_AS_SPACE: Final = re.compile(r"^(.*\d) (\d{2}(?::?\d{2})?)$")
 _TEXT_LIMITS: Final = {
-    "user_id": 256,
-    "resource_type": 64,
     "resource_id": 256,
     "session_id": 256,
     "request_id": 256,
 }
+_MANY_LIMITS: Final = {"user_id": 256, "action": 64, "resource_type": 64}
+"""The repeatable text filters (and their ``exclude_`` forms), with their longest value."""
+_MULTI: Final = ("user_id", "action", "resource_type")
+_NULLABLE: Final = frozenset({"user_id"})
+SERVICE_EVENTS_SQL: Final = f"(resource_type = '{READ_AUDIT}' OR lower(resource_type) LIKE 'auditlog.%')"
+"""True for the service's own events: exactly ``app.audit_trail.service_events.is_service_resource_type``."""
 FILTER_PARAMS: Final = (
     "start_time",
     "end_time",
@@ -63,6 +84,10 @@ FILTER_PARAMS: Final = (
     "request_id",
     "ip_address",
     "q",
+    "exclude_action",
+    "exclude_resource_type",
+    "exclude_user_id",
+    "include_system",
 )
 
 
@@ -101,23 +126,37 @@ _OUTPUT_NAMES: Final = ", ".join(name for name, _ in _COLUMNS)
 
 
 class LogFilters(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    """A validated filter set. Times are UTC, severities sorted and unique, the IP in canonical form."""
+    """A validated filter set. Times are UTC, multi-valued filters sorted and unique, the IP canonical."""
 
     start_time: datetime | None = None
     end_time: datetime | None = None
-    user_id: str | None = None
-    action: str | None = None
-    resource_type: str | None = None
+    user_id: tuple[str, ...] = ()
+    action: tuple[str, ...] = ()
+    resource_type: tuple[str, ...] = ()
     resource_id: str | None = None
     severity: tuple[str, ...] = ()
     session_id: str | None = None
     request_id: str | None = None
     ip_address: str | None = None
     q: str | None = None
+    exclude_user_id: tuple[str, ...] = ()
+    exclude_action: tuple[str, ...] = ()
+    exclude_resource_type: tuple[str, ...] = ()
+    include_system: bool = False
+    """Also the service's own events (read records, ``auditlog.*``); see :func:`excludes_service_events`."""
 
     def fingerprint(self) -> bytes:
-        """Canonical bytes of the filter set (what a cursor is bound to)."""
-        return msgspec.json.encode(self, order="sorted")
+        """Canonical bytes of the filter set (what a cursor is bound to). A single ``user_id``, ``action`` or
+        ``resource_type`` is encoded as the plain value it was before these became repeatable, so cursors
+        issued by an older process for the same filters stay valid."""
+        if not (len(self.user_id) == 1 or len(self.action) == 1 or len(self.resource_type) == 1):
+            return msgspec.json.encode(self, order="sorted")
+        out: dict[str, Any] = msgspec.to_builtins(self)
+        for name in _MULTI:
+            values = out.get(name)
+            if values is not None and len(values) == 1:
+                out[name] = values[0]
+        return msgspec.json.encode(out, order="sorted")
 
     def describe(self) -> dict[str, Any]:
         """The filters that were given, as JSON-ready values (for read auditing)."""
@@ -157,6 +196,39 @@ def _time(params: Mapping[str, Sequence[str]], name: str, errors: list[dict[str,
         return None
 
 
+def _many(
+    params: Mapping[str, Sequence[str]], name: str, max_len: int, errors: list[dict[str, Any]]
+) -> tuple[str, ...]:
+    """A repeatable parameter's values, sorted and unique (empty values ignored)."""
+    raw = params.get(name, ())
+    if not raw:
+        return ()
+    values = {v for v in raw if v != ""}
+    if len(values) > MAX_VALUES:
+        errors.append({"field": name, "message": f"may be given at most {MAX_VALUES} times"})
+        return ()
+    for value in values:
+        if len(value) > max_len:
+            errors.append({"field": name, "message": f"must be at most {max_len} characters"})
+            return ()
+        if name.endswith("action") and not _ACTION_RE.match(value):
+            errors.append({"field": name, "message": "must be an upper-case word like CREATE or VIEW"})
+            return ()
+    return tuple(sorted(values))
+
+
+def _flag(params: Mapping[str, Sequence[str]], name: str, errors: list[dict[str, Any]]) -> bool:
+    value = _one(params, name, errors)
+    if value is None:
+        return False
+    text = value.strip().lower()
+    if text in _TRUE:
+        return True
+    if text not in _FALSE:
+        errors.append({"field": name, "message": "must be true or false"})
+    return False
+
+
 def parse_filters(params: Mapping[str, Sequence[str]], errors: list[dict[str, Any]]) -> LogFilters:
     """Validate the filter parameters; problems are appended to ``errors`` (field + message)."""
     start = _time(params, "start_time", errors)
@@ -170,9 +242,10 @@ def parse_filters(params: Mapping[str, Sequence[str]], errors: list[dict[str, An
             errors.append({"field": name, "message": f"must be at most {max_len} characters"})
             value = None
         texts[name] = value
-    action = _one(params, "action", errors)
-    if action is not None and not _ACTION_RE.match(action):
-        errors.append({"field": "action", "message": "must be an upper-case word like CREATE or VIEW"})
+    many: dict[str, tuple[str, ...]] = {}
+    for name, max_len in _MANY_LIMITS.items():
+        many[name] = _many(params, name, max_len, errors)
+        many[f"exclude_{name}"] = _many(params, f"exclude_{name}", max_len, errors)
     severities: set[str] = set()
     for raw in params.get("severity", ()):
         for value in (v.strip() for v in raw.split(",")):
@@ -197,12 +270,26 @@ def parse_filters(params: Mapping[str, Sequence[str]], errors: list[dict[str, An
     return LogFilters(
         start_time=start,
         end_time=end,
-        action=action,
         severity=tuple(s for s in SEVERITIES if s in severities),
         ip_address=ip,
         q=q,
-        **texts,
+        include_system=_flag(params, "include_system", errors),
+        resource_id=texts["resource_id"],
+        session_id=texts["session_id"],
+        request_id=texts["request_id"],
+        user_id=many["user_id"],
+        action=many["action"],
+        resource_type=many["resource_type"],
+        exclude_user_id=many["exclude_user_id"],
+        exclude_action=many["exclude_action"],
+        exclude_resource_type=many["exclude_resource_type"],
     )
+
+
+def excludes_service_events(filters: LogFilters) -> bool:
+    """Whether the service's own events are left out: unless ``include_system`` is set or a ``resource_type``
+    filter names one of them (API.md)."""
+    return not filters.include_system and not any(is_service_resource_type(rt) for rt in filters.resource_type)
 
 
 def parse_list_query(params: Mapping[str, Sequence[str]]) -> ListQuery:
@@ -235,22 +322,56 @@ class _Binder:
         return f"${len(self.args)}"
 
 
-def _where(tenant_id: uuid.UUID, filters: LogFilters, bind: _Binder) -> list[str]:
-    """Every restriction except ``severity`` (handled by the caller: one value, or one branch per value)."""
+def _where(
+    tenant_id: uuid.UUID, filters: LogFilters, bind: _Binder | Any, *, branched: frozenset[str] = frozenset()
+) -> list[str]:
+    """Every restriction except ``severity`` and the multi-valued filters named in ``branched`` (the caller
+    handles those: one value, or one ``UNION ALL`` branch per value)."""
     clauses = [f"tenant_id = {bind(tenant_id)}"]
     if filters.start_time is not None:
         clauses.append(f'"timestamp" >= {bind(filters.start_time)}')
     if filters.end_time is not None:
         clauses.append(f'"timestamp" <= {bind(filters.end_time)}')
-    for column in ("user_id", "action", "resource_type", "resource_id", "session_id", "request_id"):
+    for column in _MULTI:
+        values: tuple[str, ...] = getattr(filters, column)
+        if column in branched or not values:
+            continue
+        if len(values) == 1:
+            clauses.append(f"{column} = {bind(values[0])}")
+        else:
+            clauses.append(f"{column} = ANY({bind(list(values))}::text[])")
+    for column in ("resource_id", "session_id", "request_id"):
         value = getattr(filters, column)
         if value is not None:
             clauses.append(f"{column} = {bind(value)}")
     if filters.ip_address is not None:
         clauses.append(f"ip_address = {bind(filters.ip_address)}::inet")
+    for column in _MULTI:
+        excluded: tuple[str, ...] = getattr(filters, f"exclude_{column}")
+        if excluded:
+            clause = f"{column} <> ALL({bind(list(excluded))}::text[])"
+            clauses.append(f"({column} IS NULL OR {clause})" if column in _NULLABLE else clause)
+    # A resource_type filter naming only the client's own types already leaves service events out.
+    if not filters.resource_type and excludes_service_events(filters):
+        clauses.append(f"NOT {SERVICE_EVENTS_SQL}")
     if filters.q is not None:
         clauses.append(f"search @@ websearch_to_tsquery('simple', {bind(filters.q)})")
     return clauses
+
+
+def _branches(filters: LogFilters) -> list[tuple[str, tuple[str, ...]]]:
+    """The multi-valued equality filters a page query splits into one ``UNION ALL`` branch per combination
+    of values (``severity`` first, then ``resource_type``, ``action``, ``user_id``), while the combinations
+    stay within ``MAX_BRANCHES``: each branch can then walk one ``(column..., "timestamp", id)`` index in
+    keyset order. Filters left out are matched with ``= ANY`` inside every branch."""
+    dims: list[tuple[str, tuple[str, ...]]] = []
+    product = 1
+    for column in ("severity", "resource_type", "action", "user_id"):
+        values: tuple[str, ...] = getattr(filters, column)
+        if len(values) > 1 and product * len(values) <= MAX_BRANCHES:
+            dims.append((column, values))
+            product *= len(values)
+    return dims
 
 
 def build_list_sql(
@@ -268,23 +389,28 @@ def build_list_sql(
     ``(severity, "timestamp", id)`` index in keyset order however rare the values are.
     """
     bind = _Binder()
-    clauses = _where(tenant_id, filters, bind)
+    dims = _branches(filters)
+    clauses = _where(tenant_id, filters, bind, branched=frozenset(column for column, _ in dims))
     if after is not None:
         clauses.append(f'("timestamp", id) < ({bind(after[0])}::timestamptz, {bind(after[1])}::uuid)')
+    if len(filters.severity) == 1:
+        clauses.append(f"severity = {bind(filters.severity[0])}")
+    elif filters.severity and not any(column == "severity" for column, _ in dims):
+        clauses.append(f"severity = ANY({bind(list(filters.severity))}::text[])")
     table = "audit_logs_fts" if filters.q is not None else "audit_logs"
     order = 'ORDER BY "timestamp" DESC, id DESC'
-    if len(filters.severity) <= 1:
-        if filters.severity:
-            clauses.append(f"severity = {bind(filters.severity[0])}")
+    if not dims:
         lim = bind(limit + 1)
         return f"SELECT {SELECT_COLUMNS} FROM {table} WHERE {' AND '.join(clauses)} {order} LIMIT {lim}", bind.args
     where = " AND ".join(clauses)
-    severities = [bind(s) for s in filters.severity]
+    combos: list[str] = [""]
+    for column, values in dims:
+        placeholders = [bind(v) for v in values]
+        combos = [f"{c} AND {column} = {p}" for c in combos for p in placeholders]
     lim = bind(limit + 1)
     branches = " UNION ALL ".join(
-        f'(SELECT {SELECT_COLUMNS}, "timestamp" AS sort_ts FROM {table} WHERE {where} AND severity = {s} {order} '
-        f"LIMIT {lim})"
-        for s in severities
+        f'(SELECT {SELECT_COLUMNS}, "timestamp" AS sort_ts FROM {table} WHERE {where}{c} {order} LIMIT {lim})'
+        for c in combos
     )
     return f"SELECT {_OUTPUT_NAMES} FROM ({branches}) AS page ORDER BY sort_ts DESC, id DESC LIMIT {lim}", bind.args
 
@@ -299,8 +425,9 @@ COLUMN_COUNT: Final = len(_COLUMNS)
 
 
 def filter_predicate(tenant_id: uuid.UUID, filters: LogFilters, bind: Any) -> str:
-    """The whole ``WHERE`` predicate of a filter set, severities included, for statements other than the page
-    query (the live stream flags new rows with it); ``bind`` hands out ``$n`` placeholders."""
+    """The whole ``WHERE`` predicate of a filter set, severities and the service-event rule included, for
+    statements other than the page query (the live stream flags new rows with it); ``bind`` hands out ``$n``
+    placeholders."""
     clauses = _where(tenant_id, filters, bind)
     if filters.severity:
         clauses.append(f"severity = ANY({bind(list(filters.severity))}::text[])")

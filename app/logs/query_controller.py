@@ -27,9 +27,17 @@ from app.dependencies import runtime_of
 from app.errors import ApiError, NotFound
 from app.guards import READERS, principal_of
 from app.logs.cursor import CursorError, CursorPosition, cursor_codec
-from app.logs.query import DEFAULT_LIMIT, MAX_LIMIT, SEVERITIES, build_get_sql, build_list_sql, parse_list_query
+from app.logs.query import (
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    MAX_VALUES,
+    SEVERITIES,
+    build_get_sql,
+    build_list_sql,
+    parse_list_query,
+)
 from app.logs.rows import PageWire, row_to_wire, rows_to_wire
-from app.logs.schemas import EventOut, EventPage
+from app.logs.schemas import ACTION_PATTERN, EventOut, EventPage
 from app.read_audit import get_recorder
 from app.responses import EncodedJSON
 from app.runtime import Runtime
@@ -99,28 +107,56 @@ def _param(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any
 
 _TIME = {"type": "string", "format": "date-time"}
 _TEXT = {"type": "string"}
+
+
 # ``GET /api/v1/logs`` reads its query string itself (``parse_list_query``: one pass, every bad parameter named
 # in one 422), so the handler declares no query parameters for Litestar to parse a second time; they are
 # documented here instead.
+def _repeatable(name: str, description: str, items: dict[str, Any] | None = None) -> dict[str, Any]:
+    schema = {"type": "array", "items": items or _TEXT, "maxItems": MAX_VALUES}
+    return {**_param(name, description, schema), "style": "form", "explode": True}
+
+
+_ACTION = {"type": "string", "pattern": ACTION_PATTERN, "maxLength": 64}
+_SYSTEM_DOC = (
+    "Also list the service's own events: read records (`resource_type` `audit_log`, written for every read) "
+    "and administrative events (`auditlog.tenant`, `auditlog.user`, `auditlog.api_key`, `auditlog.session`, "
+    "`auditlog.data_key`). Default `false`: they are left out, unless a `resource_type` filter names one of "
+    "them. `true`/`false` (also `1`/`0`)."
+)
 _LIST_PARAMETERS = [
     _param("start_time", _TIME_DOC, _TIME),
     _param("end_time", _TIME_DOC, _TIME),
-    _param("user_id", "The actor (exact match).", _TEXT),
-    _param("action", "e.g. CREATE, VIEW (exact match).", _TEXT),
-    _param("resource_type", "Exact match.", _TEXT),
+    _repeatable("user_id", "The actor (exact match); repeatable: any of the values.", {**_TEXT, "maxLength": 256}),
+    _repeatable("action", "e.g. CREATE, VIEW (exact match); repeatable: any of the values.", _ACTION),
+    _repeatable(
+        "resource_type",
+        "Exact match; repeatable: any of the values. Naming a service type (`audit_log`, `auditlog.*`) lists "
+        "those service events without `include_system`.",
+        {**_TEXT, "maxLength": 64},
+    ),
     _param("resource_id", "Exact match.", _TEXT),
-    {
-        **_param(
-            "severity",
-            "INFO, WARNING, ERROR, CRITICAL; repeatable (or comma-separated).",
-            {"type": "array", "items": {"type": "string", "enum": list(SEVERITIES)}},
-        ),
-        "explode": True,
-    },
+    _repeatable(
+        "severity",
+        "INFO, WARNING, ERROR, CRITICAL; repeatable (or comma-separated): any of the values.",
+        {"type": "string", "enum": list(SEVERITIES)},
+    ),
     _param("session_id", "Exact match.", _TEXT),
     _param("request_id", "Exact match (correlation id).", _TEXT),
     _param("ip_address", "An IPv4 or IPv6 address.", _TEXT),
     _param("q", _Q_DOC, _TEXT),
+    _repeatable(
+        "exclude_user_id",
+        "Leave out events by these actors (exact match; repeatable). Events without a user_id are kept.",
+        {**_TEXT, "maxLength": 256},
+    ),
+    _repeatable("exclude_action", "Leave out events with these actions (exact match; repeatable).", _ACTION),
+    _repeatable(
+        "exclude_resource_type",
+        "Leave out events of these resource types (exact match; repeatable).",
+        {**_TEXT, "maxLength": 64},
+    ),
+    _param("include_system", _SYSTEM_DOC, {"type": "boolean", "default": False}),
     _param(
         "limit",
         f"Page size, 1-{MAX_LIMIT} (default {DEFAULT_LIMIT}).",
@@ -146,7 +182,10 @@ class _ListOperation(Operation):
     operation_class=_ListOperation,
     summary="List and search events (newest first, keyset pagination)",
     description=(
-        "Events of the caller's tenant, `timestamp` desc then `id` desc. All filters are ANDed. "
+        "Events of the caller's tenant, `timestamp` desc then `id` desc. All filters are ANDed; the values "
+        "of one repeatable filter are ORed, and `exclude_*` values are left out. The service's own events "
+        "(the read records every read writes, and administrative events) are left out unless "
+        "`include_system=true` or a `resource_type` filter names one; `GET /logs/{id}` returns any event. "
         "`next_cursor` is an opaque token bound to the tenant and to this exact filter set; pass it as "
         "`cursor` with the same filters for the next page (`limit` may change). It is `null` on the last "
         "page. Pages stay disjoint and complete while new events arrive. Invalid parameters answer 422 "
