@@ -1,0 +1,51 @@
+"""Streaming the listed lake files of one tenant as Arrow record batches, in flat memory.
+
+Files are read one after another and row group by row group (``iter_batches``), so memory stays at about
+one row group whatever the lake's size. The sensitive columns are decrypted only when asked for, with the
+tenant's keyring; without a keyring asking for them is an error, and the other columns need no key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from analytics.lake.keys import lake_decryption_properties
+from analytics.lake.schema import COLUMNS, SENSITIVE_COLUMNS
+
+if TYPE_CHECKING:
+    from analytics.lake.manifest import LakeFile
+    from analytics.lake.store import LakeStore
+    from db.crypto import TenantKeyring
+
+__all__ = ["BATCH_ROWS", "open_lake_batches"]
+
+BATCH_ROWS = 65_536
+
+
+def open_lake_batches(
+    store: LakeStore,
+    files: Iterable[LakeFile],
+    keyring: TenantKeyring | None,
+    columns: Sequence[str] | None = None,
+    *,
+    batch_rows: int = BATCH_ROWS,
+) -> Iterator[pa.RecordBatch]:
+    """Yield the record batches of ``files`` (in the given order) with ``columns`` (default: all)."""
+    wanted = list(columns) if columns is not None else list(COLUMNS)
+    unknown = [c for c in wanted if c not in COLUMNS]
+    if unknown:
+        raise ValueError(f"not lake columns: {', '.join(unknown)}")
+    sensitive = any(c in SENSITIVE_COLUMNS for c in wanted)
+    if sensitive and keyring is None:
+        raise ValueError("the sensitive columns (metadata, before_state, after_state) need the tenant's keyring")
+    decryption = lake_decryption_properties(keyring) if keyring is not None and sensitive else None
+    for lake_file in files:
+        if keyring is not None and lake_file.tenant_id != keyring.tenant_id:
+            raise ValueError("a lake file of another tenant was passed with this keyring")
+        with store.open_input(lake_file.path) as source:
+            parquet = pq.ParquetFile(source, decryption_properties=decryption)
+            yield from parquet.iter_batches(batch_size=batch_rows, columns=wanted, use_threads=False)

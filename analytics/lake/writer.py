@@ -1,0 +1,372 @@
+"""The lake export: a tenant's newly committed events (``seq`` above its watermark) → zstd Parquet, exactly once.
+
+One run of one tenant, in order (``EXPORT_STEPS`` names the points between them; tests crash there):
+
+1. read the watermark ``w`` and the tenant's committed ``last_seq``; the run covers ``(w, h]`` with
+   ``h = min(last_seq, w + run_rows)``. Every event with ``seq <= last_seq`` is committed (``seq`` is taken
+   under a row lock released at commit), and seqs are dense, so the run must read exactly ``h - w`` rows;
+2. stream them in ``seq`` order through a server-side cursor, ``batch_rows`` at a time, decrypt each payload
+   with the tenant's keyring, and append each UTC day's rows to that day's staging file (column-encrypted,
+   ``analytics.lake.keys``); memory holds a few batches whatever the volume;
+3. make each file durable under its deterministic name ``tenant_id=…/date=…/events-<min seq>-<max seq>.parquet``
+   (a re-run of the same range rewrites the same names instead of adding files);
+4. in ONE transaction: list the files in the manifest and move the watermark to ``h``.
+
+A crash before 4 commits leaves unlisted files, invisible to readers and rewritten or garbage-collected
+later; the next run starts again from ``w``. A crash after leaves nothing to redo. A per-tenant advisory lock
+keeps two exporters (or an exporter and compaction) of one tenant apart, and the commit re-checks the
+watermark it started from.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+import asyncpg
+import msgspec
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from analytics.lake.keys import lake_encryption_properties
+from analytics.lake.manifest import file_path
+from analytics.lake.schema import LAKE_SCHEMA
+from db.tenancy import bind_tenant
+
+if TYPE_CHECKING:
+    from analytics.lake.store import LakeStore
+    from db.crypto import TenantKeyring
+    from db.keyring import KeyringStore
+
+__all__ = [
+    "EXPORT_STEPS",
+    "ConcurrentLakeWrite",
+    "ExportResult",
+    "StepHook",
+    "export_tenant",
+    "tenant_lock",
+    "write_manifest",
+]
+
+log = logging.getLogger(__name__)
+
+StepHook = Callable[[str], None]
+EXPORT_STEPS: Final = ("batch_read", "file_staged", "file_durable", "manifest_written", "committed")
+LOCK_CLASS: Final = 0x6C616B65  # "lake": advisory lock space of lake writers (key 2: the tenant)
+ROW_GROUP_ROWS: Final = 131_072
+_DAY_US: Final = 86_400_000_000
+_EPOCH: Final = date(1970, 1, 1)
+
+_STATE = """
+SELECT coalesce((SELECT last_seq FROM lake_watermarks WHERE tenant_id = $1), 0),
+       coalesce((SELECT last_seq FROM tenant_log_seq WHERE tenant_id = $1), 0)
+"""
+_ROWS = """
+SELECT id::text, seq, (extract(epoch FROM "timestamp") * 1000000)::int8,
+       (extract(epoch FROM received_at) * 1000000)::int8, action, resource_type, resource_id, user_id,
+       session_id, request_id, severity, host(ip_address), user_agent, message, payload, id
+FROM audit_logs WHERE tenant_id = $1 AND seq > $2 AND seq <= $3 ORDER BY seq
+"""
+_LOCK_WATERMARK = "SELECT coalesce((SELECT last_seq FROM lake_watermarks WHERE tenant_id = $1 FOR UPDATE), 0)"
+_LIST_FILES = """
+INSERT INTO lake_files (tenant_id, path, date, min_seq, max_seq, rows, bytes)
+SELECT $1, u.path, u.date, u.min_seq, u.max_seq, u.rows, u.bytes
+FROM unnest($2::text[], $3::date[], $4::int8[], $5::int8[], $6::int8[], $7::int8[])
+  AS u(path, date, min_seq, max_seq, rows, bytes)
+"""
+_MOVE_WATERMARK = """
+INSERT INTO lake_watermarks (tenant_id, last_seq) VALUES ($1, $2)
+ON CONFLICT (tenant_id) DO UPDATE SET last_seq = EXCLUDED.last_seq, updated_at = now()
+"""
+
+
+class ConcurrentLakeWrite(Exception):
+    """The watermark moved under this run (another writer): nothing was listed; the run's files are garbage."""
+
+
+@dataclass(slots=True)
+class ExportResult:
+    tenant_id: uuid.UUID
+    rows: int = 0
+    files: int = 0
+    watermark: int = 0
+    skipped: bool = False
+    """Another exporter of this tenant held the lock (``wait=False``)."""
+
+
+@dataclass(slots=True)
+class StagedFile:
+    day: date
+    staged: Path
+    rows: int
+    min_seq: int
+    max_seq: int
+    path: str = ""
+    bytes: int = 0
+
+
+def _noop(step: str) -> None:
+    return None
+
+
+@contextlib.asynccontextmanager
+async def tenant_lock(conn: asyncpg.Connection, tenant_id: uuid.UUID, *, wait: bool) -> Any:
+    """The tenant's lake-writer lock on ``conn`` (session level); yields whether it was taken."""
+    if wait:
+        await conn.execute("SELECT pg_advisory_lock($1, hashtext($2))", LOCK_CLASS, str(tenant_id))
+        got = True
+    else:
+        got = bool(await conn.fetchval("SELECT pg_try_advisory_lock($1, hashtext($2))", LOCK_CLASS, str(tenant_id)))
+    try:
+        yield got
+    finally:
+        if got:
+            await conn.execute("SELECT pg_advisory_unlock($1, hashtext($2))", LOCK_CLASS, str(tenant_id))
+
+
+class _RawPayload(msgspec.Struct):
+    metadata: msgspec.Raw = msgspec.Raw(b"null")
+    before_state: msgspec.Raw = msgspec.Raw(b"null")
+    after_state: msgspec.Raw = msgspec.Raw(b"null")
+
+
+_payload_decoder = msgspec.json.Decoder(_RawPayload)
+
+
+def _json_or_none(raw: msgspec.Raw) -> bytes | None:
+    value = bytes(raw)
+    return None if value == b"null" else value
+
+
+def records_to_batch(records: Sequence[Sequence[Any]], keyring: TenantKeyring) -> pa.RecordBatch:
+    """Rows of ``_ROWS`` → one lake record batch (payloads decrypted; a payload that fails to authenticate
+    raises ``DecryptionError`` and stops the run: the lake never holds a row it could not vouch for)."""
+    cols = list(zip(*records, strict=True))
+    open_payload = keyring.opener("payload")
+    metadata: list[bytes | None] = []
+    before: list[bytes | None] = []
+    after: list[bytes | None] = []
+    for blob, event_id in zip(cols[14], cols[15], strict=True):
+        if blob is None:
+            metadata.append(None)
+            before.append(None)
+            after.append(None)
+            continue
+        payload = _payload_decoder.decode(open_payload(blob, event_id))
+        metadata.append(_json_or_none(payload.metadata))
+        before.append(_json_or_none(payload.before_state))
+        after.append(_json_or_none(payload.after_state))
+    arrays = [
+        pa.array(cols[0], pa.string()),
+        pa.array(cols[1], pa.int64()),
+        pa.array(cols[2], pa.int64()).cast(LAKE_SCHEMA.field("timestamp").type),
+        pa.array(cols[3], pa.int64()).cast(LAKE_SCHEMA.field("received_at").type),
+        *(pa.array(cols[i], pa.string()) for i in range(4, 14)),
+        *(pa.array(values, pa.binary()).cast(pa.string()) for values in (metadata, before, after)),
+    ]
+    return pa.RecordBatch.from_arrays(arrays, schema=LAKE_SCHEMA)
+
+
+def batch_days(batch: pa.RecordBatch) -> list[tuple[date, pa.RecordBatch]]:
+    """Split a batch by the UTC date of ``timestamp`` (rows keep their order)."""
+    micros = batch.column("timestamp").cast(pa.int64())
+    days = pc.floor(pc.divide(micros.cast(pa.float64()), float(_DAY_US))).cast(pa.int64())
+    first, last = pc.min_max(days).values()
+    if first == last:
+        return [(_EPOCH + timedelta(days=first.as_py()), batch)]
+    return [(_EPOCH + timedelta(days=d), batch.filter(pc.equal(days, d))) for d in sorted(pc.unique(days).to_pylist())]
+
+
+@dataclass
+class DayFiles:
+    """One staging Parquet file per UTC day of a run, fed batch by batch (row groups of ``ROW_GROUP_ROWS``)."""
+
+    store: LakeStore
+    keyring: TenantKeyring
+    row_group_rows: int = ROW_GROUP_ROWS
+    files: dict[date, StagedFile] = field(default_factory=dict)
+    _writers: dict[date, pq.ParquetWriter] = field(default_factory=dict)
+    _pending: dict[date, list[pa.RecordBatch]] = field(default_factory=dict)
+    _pending_rows: dict[date, int] = field(default_factory=dict)
+
+    def add(self, batch: pa.RecordBatch) -> None:
+        for day, part in batch_days(batch):
+            seqs = part.column("seq")
+            lo, hi = pc.min_max(seqs).values()
+            staged = self.files.get(day)
+            if staged is None:
+                staged = self.files[day] = StagedFile(day, self.store.staging_path(), 0, lo.as_py(), hi.as_py())
+            staged.rows += part.num_rows
+            staged.min_seq = min(staged.min_seq, lo.as_py())
+            staged.max_seq = max(staged.max_seq, hi.as_py())
+            self._pending.setdefault(day, []).append(part)
+            self._pending_rows[day] = self._pending_rows.get(day, 0) + part.num_rows
+            if self._pending_rows[day] >= self.row_group_rows:
+                self._flush(day)
+        if sum(self._pending_rows.values()) >= 2 * self.row_group_rows:
+            for day in list(self._pending):
+                self._flush(day)
+
+    def _flush(self, day: date) -> None:
+        batches = self._pending.pop(day, [])
+        self._pending_rows.pop(day, None)
+        if not batches:
+            return
+        writer = self._writers.get(day)
+        if writer is None:
+            writer = self._writers[day] = pq.ParquetWriter(
+                self.files[day].staged,
+                LAKE_SCHEMA,
+                compression="zstd",
+                encryption_properties=lake_encryption_properties(self.keyring),
+            )
+        writer.write_table(pa.Table.from_batches(batches, schema=LAKE_SCHEMA), row_group_size=self.row_group_rows)
+
+    def close(self) -> list[StagedFile]:
+        for day in list(self._pending):
+            self._flush(day)
+        for writer in self._writers.values():
+            writer.close()
+        self._writers.clear()
+        return sorted(self.files.values(), key=lambda f: (f.day, f.min_seq))
+
+    def discard(self) -> None:
+        for writer in self._writers.values():
+            with contextlib.suppress(Exception):
+                writer.close()
+        self._writers.clear()
+        for staged in self.files.values():
+            staged.staged.unlink(missing_ok=True)
+
+
+async def write_manifest(
+    conn: asyncpg.Connection,
+    tenant_id: uuid.UUID,
+    files: Sequence[StagedFile],
+    *,
+    expected_watermark: int,
+    new_watermark: int | None = None,
+    retire: Sequence[str] = (),
+    on_step: StepHook = _noop,
+) -> None:
+    """List ``files`` (and retire ``retire``) and, if given, move the watermark: one transaction."""
+    async with bind_tenant(conn, tenant_id):
+        current = await conn.fetchval(_LOCK_WATERMARK, tenant_id)
+        if current != expected_watermark:
+            raise ConcurrentLakeWrite(f"tenant {tenant_id}: watermark is {current}, expected {expected_watermark}")
+        if retire:
+            retired = await conn.execute(
+                "UPDATE lake_files SET retired_at = now() WHERE tenant_id = $1 AND path = ANY($2::text[])"
+                " AND retired_at IS NULL",
+                tenant_id,
+                list(retire),
+            )
+            if retired != f"UPDATE {len(retire)}":
+                raise ConcurrentLakeWrite(f"tenant {tenant_id}: the files to replace are no longer all live")
+        await conn.execute(
+            _LIST_FILES,
+            tenant_id,
+            [f.path for f in files],
+            [f.day for f in files],
+            [f.min_seq for f in files],
+            [f.max_seq for f in files],
+            [f.rows for f in files],
+            [f.bytes for f in files],
+        )
+        on_step("manifest_written")
+        if new_watermark is not None:
+            await conn.execute(_MOVE_WATERMARK, tenant_id, new_watermark)
+
+
+async def _export_run(
+    conn: asyncpg.Connection,
+    store: LakeStore,
+    keyrings: KeyringStore,
+    tenant_id: uuid.UUID,
+    *,
+    batch_rows: int,
+    run_rows: int,
+    on_step: StepHook,
+) -> tuple[int, int, int]:
+    """One run (steps 1-4); returns (rows, files, watermark)."""
+    async with bind_tenant(conn, tenant_id, readonly=True):
+        row = await conn.fetchrow(_STATE, tenant_id)
+        keyring = await keyrings.get(conn, tenant_id)
+    watermark, last_seq = int(row[0]), int(row[1])
+    high = min(last_seq, watermark + run_rows)
+    if high <= watermark:
+        return 0, 0, watermark
+    days = DayFiles(store, keyring)
+    read = 0
+    try:
+        async with bind_tenant(conn, tenant_id, readonly=True):
+            cursor = await conn.cursor(_ROWS, tenant_id, watermark, high)
+            while records := await cursor.fetch(batch_rows):
+                read += len(records)
+                batch = await asyncio.to_thread(records_to_batch, records, keyring)
+                await asyncio.to_thread(days.add, batch)
+                on_step("batch_read")
+        if read != high - watermark:
+            raise RuntimeError(
+                f"tenant {tenant_id}: read {read} events for seq ({watermark}, {high}]; expected {high - watermark}"
+            )
+        staged = await asyncio.to_thread(days.close)
+    except BaseException:
+        await asyncio.to_thread(days.discard)
+        raise
+    try:
+        for f in staged:
+            f.path = file_path(tenant_id, f.day, f"events-{f.min_seq:012d}-{f.max_seq:012d}.parquet")
+            on_step("file_staged")
+            f.bytes = await store.commit(f.staged, f.path)
+            on_step("file_durable")
+    finally:
+        for f in staged:
+            f.staged.unlink(missing_ok=True)
+    await write_manifest(conn, tenant_id, staged, expected_watermark=watermark, new_watermark=high, on_step=on_step)
+    on_step("committed")
+    return read, len(staged), high
+
+
+async def export_tenant(
+    conn: asyncpg.Connection,
+    store: LakeStore,
+    keyrings: KeyringStore,
+    tenant_id: uuid.UUID,
+    *,
+    wait: bool = False,
+    batch_rows: int = 10_000,
+    run_rows: int = 500_000,
+    on_step: StepHook = _noop,
+) -> ExportResult:
+    """Export everything the tenant committed so far (several runs of at most ``run_rows`` events).
+
+    ``conn`` is a dedicated connection of the API role (it holds the tenant's session-level lake lock).
+    ``wait=False`` skips the tenant when another exporter holds its lock.
+    """
+    result = ExportResult(tenant_id)
+    async with tenant_lock(conn, tenant_id, wait=wait) as got:
+        if not got:
+            result.skipped = True
+            return result
+        while True:
+            rows, files, watermark = await _export_run(
+                conn, store, keyrings, tenant_id, batch_rows=batch_rows, run_rows=run_rows, on_step=on_step
+            )
+            result.rows += rows
+            result.files += files
+            result.watermark = watermark
+            if rows == 0:
+                break
+    if result.rows:
+        log.info("lake export: tenant %s, %d events in %d files, watermark %d", tenant_id, result.rows,
+                 result.files, result.watermark)  # fmt: skip
+    return result
