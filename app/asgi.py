@@ -8,15 +8,16 @@ from collections.abc import AsyncIterator
 
 from litestar import Litestar
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from app.auth.middleware import AuthMiddleware
 from app.dependencies import dependencies
+from app.docs import swagger_render_plugin
 from app.errors import exception_handlers
-from app.observability import RequestIdMiddleware, configure_logging
+from app.observability import configure_logging
 from app.proxies import ForwardedClientMiddleware, parse_networks
 from app.ratelimit import RateLimitMiddleware
+from app.request_context import install_request_context
 from app.routes import route_handlers
 from app.runtime import build_runtime
 from app.settings import Settings, load_settings
@@ -51,11 +52,11 @@ def create_app(settings: Settings) -> Litestar:
             await stop_services(runtime)
             await runtime.close()
 
-    return Litestar(
+    app = Litestar(
         route_handlers=route_handlers(),
         dependencies=dependencies,
         lifespan=[lifespan],
-        middleware=[*_proxy_middleware(settings), RequestIdMiddleware(), AuthMiddleware(), RateLimitMiddleware()],
+        middleware=[*_proxy_middleware(settings), AuthMiddleware(), RateLimitMiddleware()],
         exception_handlers=exception_handlers,
         openapi_config=OpenAPIConfig(
             title="Audit Log API",
@@ -65,7 +66,7 @@ def create_app(settings: Settings) -> Litestar:
                 "Every path is also served with a trailing slash. Errors are RFC 9457 problem details."
             ),
             path="/schema",
-            render_plugins=[SwaggerRenderPlugin(path="/")],
+            render_plugins=[swagger_render_plugin()],
             components=Components(
                 security_schemes={
                     "bearer": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT or API key"),
@@ -76,7 +77,10 @@ def create_app(settings: Settings) -> Litestar:
         ),
         request_max_body_size=settings.max_bulk_bytes,
         debug=False,
+        logging_config=None,  # app.observability configures every logger; Litestar's would add a text format
     )
+    # Outside the routing: router-level 404/405 carry X-Request-ID and get an access-log line too.
+    return install_request_context(app, log_access=settings.access_log)
 
 
 def create_app_from_env() -> Litestar:

@@ -1,34 +1,35 @@
-"""Structured JSON logs with the request id of the request being served.
+"""One log format for every process and logger, and the request id on every line a request causes.
 
-A request id comes from ``X-Request-ID`` when the client sends a sane one, otherwise it is generated; it
-is echoed in the response header, included in problem details and in every log line of that request.
+``logging_dictconfig`` is the single logging configuration: ``auditlog serve`` applies it before anything
+logs, hands the same dictionary to Granian (whose own loggers, in the main process and in every worker,
+would otherwise print ``[INFO] ...`` text) and the app factory applies it again in each worker, with
+Litestar's own logging configuration switched off. ``auditlog worker`` and ``auditlog migrate`` (alembic)
+go through it too. ``JsonFormatter`` writes one JSON object per line; the request id comes from
+``request_id_var``, which ``app.request_context`` sets for the whole life of a request, so lines logged by
+handlers, services and the tasks they start carry it without being passed it.
 """
 
 from __future__ import annotations
 
 import contextvars
-import itertools
 import json
 import logging
-import os
-import re
-import sys
+import logging.config
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from litestar.enums import ScopeType
-from litestar.middleware import ASGIMiddleware
-
-if TYPE_CHECKING:
-    from litestar.types import ASGIApp, Message, Receive, Scope, Send
-
-__all__ = ["RequestIdMiddleware", "configure_logging", "request_id_var"]
+__all__ = ["JsonFormatter", "configure_logging", "logging_dictconfig", "request_id_var"]
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
-_SANE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+_EXTRA_FIELDS = ("method", "path", "status", "duration_ms", "tenant_id", "client")
+_QUIET = ("httpx", "httpcore", "saq", "asyncio", "granian.access", "aiosqlite", "psycopg", "psycopg.pool")
+"""Chatty libraries: warnings and above only (SAQ logs every cron enqueue at INFO)."""
 
 
 class JsonFormatter(logging.Formatter):
+    """``{"ts", "level", "logger", "msg", "request_id"?, <access fields>?, "exc"?}`` on one line."""
+
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
@@ -36,53 +37,46 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        rid = request_id_var.get()
+        rid = getattr(record, "request_id", None) or request_id_var.get()
         if rid:
             entry["request_id"] = rid
-        for key in ("method", "path", "status", "duration_ms", "tenant_id"):
+        for key in _EXTRA_FIELDS:
             if hasattr(record, key):
                 entry[key] = getattr(record, key)
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
+        elif record.stack_info:
+            entry["stack"] = self.formatStack(record.stack_info)
         return json.dumps(entry, default=str)
 
 
+def logging_dictconfig(level: str = "INFO", *, json_lines: bool = True) -> dict[str, Any]:
+    """The ``logging.config.dictConfig`` of every process: one stderr handler on the root logger.
+
+    Granian merges this dictionary over its own (top-level keys replace its ``formatters``, ``handlers``
+    and ``loggers``), so its ``_granian`` logger propagates to the root handler instead of printing text.
+    """
+    level = level.upper()
+    quiet_level = logging.getLevelName(max(logging.WARNING, logging.getLevelName(level)))
+    formatter: dict[str, Any] = (
+        {"()": f"{__name__}.JsonFormatter"} if json_lines else {"format": "%(levelname)s %(name)s %(message)s"}
+    )
+    loggers: dict[str, Any] = {name: {"level": quiet_level} for name in _QUIET}
+    # Granian's loggers: no handler of their own, through the root's. Granian sets ``_granian``'s level.
+    loggers["_granian"] = {"handlers": [], "propagate": True, "level": level}
+    loggers["granian.access"] = {"handlers": [], "propagate": True, "level": quiet_level}
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"default": formatter},
+        "handlers": {
+            "stderr": {"class": "logging.StreamHandler", "formatter": "default", "stream": "ext://sys.stderr"}
+        },
+        "root": {"handlers": ["stderr"], "level": level},
+        "loggers": loggers,
+    }
+
+
 def configure_logging(level: str = "INFO", *, json_lines: bool = True) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if json_lines else logging.Formatter("%(levelname)s %(name)s %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-    for noisy in ("httpx", "saq", "asyncio", "granian.access"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
-
-
-class RequestIdMiddleware(ASGIMiddleware):
-    scopes = (ScopeType.HTTP, ScopeType.WEBSOCKET)
-
-    def __init__(self) -> None:
-        # A random per-process prefix and a counter: unique ids without a syscall per request.
-        self._prefix = os.urandom(6).hex()
-        self._counter = itertools.count(1)
-
-    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
-        rid = None
-        for name, value in scope.get("headers", ()):
-            if name == b"x-request-id":
-                candidate = value.decode("latin-1")
-                rid = candidate if _SANE_ID.match(candidate) else None
-                break
-        rid = rid or f"{self._prefix}{next(self._counter):010x}"
-        scope.setdefault("state", {})["request_id"] = rid
-        token = request_id_var.set(rid)
-        header = (b"x-request-id", rid.encode())
-
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), header]
-            await send(message)
-
-        try:
-            await next_app(scope, receive, send_with_id)
-        finally:
-            request_id_var.reset(token)
+    """Apply ``logging_dictconfig`` to this process (idempotent: it replaces the root's handlers)."""
+    logging.config.dictConfig(logging_dictconfig(level, json_lines=json_lines))

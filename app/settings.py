@@ -98,6 +98,8 @@ class Settings(BaseSettings):
     """Seed the sample tenants on a fresh development database; default: yes in development."""
     log_level: str = "INFO"
     log_json: bool = True
+    access_log: bool = True
+    """One ``auditlog.access`` line per request (method, path, status, duration, tenant, request id, client)."""
     password_hash_time_cost: int = 2
     password_hash_memory_kib: int = 19_456
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from typing import Any
 
 from saq import CronJob, Worker
@@ -21,7 +22,9 @@ from jobs.idempotency import purge_idempotency_keys
 from jobs.queue import make_queue
 from jobs.tasks import precreate_partitions, rotate_data_keys
 
-__all__ = ["FUNCTIONS", "InProcessWorker", "build_worker", "run_worker", "start_worker"]
+__all__ = ["FUNCTIONS", "GracefulWorker", "InProcessWorker", "build_worker", "run_worker", "start_worker"]
+
+log = logging.getLogger(__name__)
 
 FUNCTIONS = [precreate_partitions, purge_idempotency_keys, rotate_data_keys]
 CRON_JOBS: list[CronJob[Any]] = [
@@ -29,6 +32,38 @@ CRON_JOBS: list[CronJob[Any]] = [
     CronJob(purge_idempotency_keys, cron="*/15 * * * *", timeout=300),
     CronJob(rotate_data_keys, cron="41 3 * * *", timeout=600),
 ]
+
+
+class GracefulWorker(Worker[Any]):
+    """A SAQ worker whose stop waits only for jobs actually running.
+
+    SAQ's own ``stop`` waits the grace period for every task it holds, the idle ones included: the
+    processors blocked waiting for a job and the upkeep loops sleeping between rounds never end on their
+    own, so every shutdown waited the whole period and then warned that tasks did not finish. Here the
+    running jobs get the grace period; the idle tasks are then cancelled at once; SAQ's ``stop`` only
+    runs the shutdown hooks. A job still running after the grace period is cancelled and retried (SAQ's
+    behaviour), and that, only, is worth a warning.
+    """
+
+    async def stop(self) -> None:
+        self.event.set()  # no new jobs; processors that finish a job do not start another
+        running = [ctx["task"] for ctx in list(self.job_task_contexts.values()) if not ctx["task"].done()]
+        if running:
+            _, late = await asyncio.wait(running, timeout=self._shutdown_grace_period_s or 0)
+            if late:
+                log.warning(
+                    "%d job(s) still running after the shutdown grace period: cancelled, retried later", len(late)
+                )
+        # Let the processors record the outcome of the jobs that just ended (bounded), then drop the idle ones.
+        for _ in range(20):
+            if not self.job_task_contexts:
+                break
+            await asyncio.sleep(0.05)
+        idle = [task for task in self.tasks if not task.done()]
+        for task in idle:
+            task.cancel()
+        await asyncio.gather(*idle, return_exceptions=True)
+        await super().stop()
 
 
 def build_worker(config: JobsConfig, *, handle_signals: bool = True) -> Worker:
@@ -47,7 +82,7 @@ def build_worker(config: JobsConfig, *, handle_signals: bool = True) -> Worker:
     async def shutdown(ctx: dict[str, Any]) -> None:
         await engine.dispose()
 
-    worker: Worker[Any] = Worker(
+    worker: Worker[Any] = GracefulWorker(
         queue,
         functions=FUNCTIONS,
         cron_jobs=CRON_JOBS,
