@@ -8,9 +8,12 @@ filter set), decrypts and encodes each event once, and hands each subscriber the
 of one tenant never overlap and always continue from the last delivered position, so a missed or coalesced
 notification costs nothing but a later fetch; after a reconnect every tenant with subscribers is caught up.
 
-A subscriber has a bounded buffer. The hub never waits for a subscriber: one whose buffer is full is marked
-overflowed (its stream ends with a frame naming the position to resume from), so a slow client slows neither
-ingest nor the other subscribers.
+A subscriber has a bounded buffer (``capacity`` events, plus room for one fetched batch). Before reading the
+next batch of a tenant the hub lets the tenant's subscribers drain to ``capacity``, waiting at most
+``grace_seconds``; a subscriber still above it then is overflowed (its stream ends with a frame naming the
+position to resume from) and no longer waited for. So a burst (a 10,000-event bulk) does not cut a client that
+keeps up, a client that does not keep up is cut after at most one grace period, and ingest never waits for
+anyone: the hub only reads.
 """
 
 from __future__ import annotations
@@ -56,7 +59,11 @@ class Subscriber:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:
-        self.queue = asyncio.Queue(maxsize=self.capacity)
+        self.queue = asyncio.Queue(maxsize=self.capacity + BATCH)
+
+    @property
+    def behind(self) -> bool:
+        return self.queue.qsize() > self.capacity
 
     def offer(self, frame: Frame) -> None:
         if self.overflowed:
@@ -71,8 +78,17 @@ class Subscriber:
 class StreamHub:
     """One per API process (``runtime.services["stream"]``)."""
 
-    def __init__(self, dsn: str, db: TenantDB, keyrings: KeyringStore, *, reconnect_seconds: float = 1.0) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        db: TenantDB,
+        keyrings: KeyringStore,
+        *,
+        reconnect_seconds: float = 1.0,
+        grace_seconds: float = 1.0,
+    ) -> None:
         self._dsn = dsn
+        self._grace = grace_seconds
         self._db = db
         self._keyrings = keyrings
         self._reconnect = reconnect_seconds
@@ -138,9 +154,25 @@ class StreamHub:
                 log.exception("stream fetch for tenant %s failed; retrying", tenant_id)
                 await asyncio.sleep(self._reconnect)
 
+    async def _make_room(self, tenant_id: uuid.UUID) -> None:
+        """Wait (at most the grace period) for the tenant's live subscribers to drain; cut those that did not."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._grace
+        while True:
+            behind = [s for s in self._subscribers.get(tenant_id, ()) if s.live and not s.overflowed and s.behind]
+            if not behind:
+                return
+            if loop.time() >= deadline:
+                for sub in behind:
+                    sub.overflowed = True
+                    sub.wake.set()
+                return
+            await asyncio.sleep(0.01)
+
     async def _fetch(self, tenant_id: uuid.UUID) -> None:
         """Read and dispatch every event after the delivered position, in order, in batches."""
         while True:
+            await self._make_room(tenant_id)
             subs = self._subscribers.get(tenant_id)
             if not subs:
                 return

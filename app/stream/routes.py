@@ -41,6 +41,7 @@ __all__ = ["logs_stream", "logs_stream_sse"]
 log = logging.getLogger(__name__)
 
 POLICY_VIOLATION = 1008
+SEND_TIMEOUT = 30.0
 
 
 def _filters_and_start(params: dict[str, list[str]], last_event_id: str | None = None) -> tuple[Any, str | None]:
@@ -93,6 +94,11 @@ async def _refuse(socket: WebSocket[Any, Any, Any], reason: str, frame: dict[str
     if frame is not None:
         await socket.send_data(msgspec.json.encode(frame).decode())
     await socket.close(code=POLICY_VIOLATION, reason=reason[:120])
+
+
+async def _send(socket: WebSocket[Any, Any, Any], data: str | bytes) -> None:
+    """Send one text frame; a client that takes no data for ``SEND_TIMEOUT`` seconds is given up."""
+    await asyncio.wait_for(socket.send_data(data, mode="text"), timeout=SEND_TIMEOUT)
 
 
 async def _until_disconnect(socket: WebSocket[Any, Any, Any]) -> None:
@@ -153,18 +159,18 @@ async def _serve_socket(socket: WebSocket[Any, Any, Any]) -> None:
                 return
             if kind == "log":
                 seq, data = payload
-                await socket.send_data(b'{"type":"log","position":%d,"data":%s}' % (seq, data), mode="text")
+                await _send(socket, b'{"type":"log","position":%d,"data":%s}' % (seq, data))
             elif kind == "ping":
-                await socket.send_data(f'{{"type":"ping","position":{payload}}}')
+                await _send(socket, f'{{"type":"ping","position":{payload}}}')
             elif kind == "overflow":
-                await socket.send_data(f'{{"type":"overflow","resume_after":{payload}}}')
+                await _send(socket, f'{{"type":"overflow","resume_after":{payload}}}')
                 await socket.close(code=1013, reason="client too slow; resume with ?after=<resume_after>")
                 return
             elif kind == "revoked":
                 await socket.close(code=POLICY_VIOLATION, reason="credentials revoked")
                 return
-    except WebSocketDisconnect:
-        return
+    except (WebSocketDisconnect, TimeoutError):
+        return  # gone, or not reading at all: stop serving it
     finally:
         reader.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):

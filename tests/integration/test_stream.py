@@ -139,9 +139,9 @@ async def _post(server: Server, headers: dict[str, str], events: list[dict[str, 
         return list(response.json()["ids"])
 
 
-async def _log_frames(ws: aiohttp.ClientWebSocketResponse, count: int, timeout: float = 15) -> list[dict[str, Any]]:
+async def _log_frames(ws: aiohttp.ClientWebSocketResponse, count: int, within: float = 15) -> list[dict[str, Any]]:
     frames: list[dict[str, Any]] = []
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     while len(frames) < count:
         msg = await ws.receive(timeout=max(0.1, deadline - time.monotonic()))
         assert msg.type == aiohttp.WSMsgType.TEXT, (msg.type, msg.data, ws.close_code)
@@ -360,7 +360,7 @@ async def test_a_slow_consumer_is_cut_without_stalling_a_fast_one_or_ingest(serv
                 for i in range(0, total, 500)
             ]
         )
-        frames = await _log_frames(fast, total, timeout=90)
+        frames = await _log_frames(fast, total, within=90)
         await posting
         assert time.monotonic() - started < 90
         assert len({f["position"] for f in frames}) == total

@@ -1,0 +1,194 @@
+"""Live-stream benchmark: WebSocket subscribers across two API processes while events are posted.
+
+Run on demand (never in CI): ``uv run --frozen python bench/bench_stream.py`` (``--subscribers``,
+``--rate``, ``--seconds``). It starts its own embedded PostgreSQL and two API processes (Granian, one worker
+each) on 127.0.0.1, opens the subscribers (half on each process, in two child processes of their own so
+the poster is not starved), then:
+
+1. Delivery latency at a paced load: ``--rate`` events/s posted as single ``POST /logs`` (alternating
+   between the two processes) for ``--seconds``; for each event, the time from its ``201`` to each
+   subscriber's frame (clamped at 0: a frame may arrive before the 201). Prints p50/p99 over every
+   (event, subscriber) pair, and how many pairs were missing.
+2. Ingest with and without subscribers: bulk ingest (4 clients x 1,000-event batches for ``--seconds``)
+   with no subscriber, then with the subscribers connected; prints both rates and their ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing as mp
+import random
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench import Stack, make_event, writer_token
+
+
+def _subscriber_proc(urls: list[str], token: str, seconds: float, ready: Any, out: Any) -> None:
+    """Child process: hold one socket per URL, record (event id, receive time) for every log frame."""
+
+    async def run() -> list[tuple[str, float]]:
+        seen: list[tuple[str, float]] = []
+        async with aiohttp.ClientSession() as session:
+            sockets = [
+                await session.ws_connect(url, headers={"Authorization": f"Bearer {token}"}, max_msg_size=0)
+                for url in urls
+            ]
+            ready.set()
+
+            async def read(ws: aiohttp.ClientWebSocketResponse) -> None:
+                marker = b'"data":{"id":"'
+                while True:
+                    msg = await ws.receive()
+                    if msg.type != aiohttp.WSMsgType.TEXT:
+                        return
+                    now = time.time()
+                    data = msg.data.encode() if isinstance(msg.data, str) else msg.data
+                    at = data.find(marker)
+                    if at >= 0:
+                        start = at + len(marker)
+                        seen.append((data[start : start + 36].decode(), now))
+
+            readers = [asyncio.create_task(read(ws)) for ws in sockets]
+            await asyncio.sleep(seconds)
+            for ws in sockets:
+                await ws.close()
+            for task in readers:
+                task.cancel()
+        return seen
+
+    out.send(asyncio.run(run()))
+
+
+async def _paced_posts(bases: list[str], token: str, rate: int, seconds: float) -> dict[str, float]:
+    rng = random.Random(7)
+    now = datetime.now(UTC)
+    acked: dict[str, float] = {}
+    headers = {"Authorization": f"Bearer {token}"}
+    limits = httpx.Limits(max_connections=64)
+    async with (
+        httpx.AsyncClient(base_url=bases[0], headers=headers, limits=limits, timeout=30) as a,
+        httpx.AsyncClient(base_url=bases[1], headers=headers, limits=limits, timeout=30) as b,
+    ):
+        clients = [a, b]
+
+        async def post(n: int) -> None:
+            event = make_event(rng, now, span_days=1)
+            response = await clients[n % 2].post("/api/v1/logs", json=event)
+            if response.status_code == 201:
+                acked[response.json()["id"]] = time.time()
+
+        tasks = []
+        start = time.monotonic()
+        total = int(rate * seconds)
+        for n in range(total):
+            due = start + n / rate
+            delay = due - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(post(n)))
+        await asyncio.gather(*tasks)
+    return acked
+
+
+async def _bulk_rate(base: str, token: str, seconds: float, clients: int = 4, size: int = 1000) -> float:
+    rng = random.Random(11)
+    now = datetime.now(UTC)
+    body = [make_event(rng, now, span_days=1) for _ in range(size)]
+    done = 0
+    deadline = time.monotonic() + seconds
+
+    async def client() -> None:
+        nonlocal done
+        async with httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=60) as c:
+            while time.monotonic() < deadline:
+                response = await c.post("/api/v1/logs/bulk", json=body)
+                response.raise_for_status()
+                done += size
+
+    start = time.monotonic()
+    await asyncio.gather(*[client() for _ in range(clients)])
+    return done / (time.monotonic() - start)
+
+
+def _start_subscribers(ws_urls: list[str], token: str, count: int, seconds: float) -> list[tuple[mp.Process, Any]]:
+    ctx = mp.get_context("spawn")
+    groups = [[ws_urls[i % 2] for i in range(count) if i % 2 == g] for g in (0, 1)]
+    procs = []
+    for urls in groups:
+        ready = ctx.Event()
+        parent, child = ctx.Pipe(duplex=False)
+        proc = ctx.Process(target=_subscriber_proc, args=(urls, token, seconds, ready, child))
+        proc.start()
+        ready.wait(60)
+        procs.append((proc, parent))
+    return procs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--subscribers", type=int, default=50)
+    parser.add_argument("--rate", type=int, default=500, help="events/s posted during the latency phase")
+    parser.add_argument("--seconds", type=float, default=20.0)
+    args = parser.parse_args()
+
+    workdir = Path(tempfile.mkdtemp(prefix="auditlog-bench-stream-"))
+    stack = Stack(workdir, workers=1)
+    try:
+        asyncio.run(stack.create_database())
+        env = stack.api_env()
+        ports = [stack.serve("app.asgi:create_app_from_env", env) for _ in range(2)]
+        bases = [f"http://127.0.0.1:{p}" for p in ports]
+        ws_urls = [f"ws://127.0.0.1:{p}/api/v1/logs/stream" for p in ports]
+        _tenant, token = asyncio.run(writer_token(bases[0]))
+
+        # 1. latency at a paced load
+        subs = _start_subscribers(ws_urls, token, args.subscribers, args.seconds + 8)
+        time.sleep(1.0)
+        acked = asyncio.run(_paced_posts(bases, token, args.rate, args.seconds))
+        seen: list[tuple[str, float]] = []
+        for proc, pipe in subs:
+            seen.extend(pipe.recv())
+            proc.join()
+        latencies = [max(0.0, at - acked[eid]) * 1000 for eid, at in seen if eid in acked]
+        expected = len(acked) * args.subscribers
+        latencies.sort()
+        p = statistics.quantiles(latencies, n=100) if len(latencies) > 100 else [float("nan")] * 99
+        print(
+            f"delivery: {args.subscribers} subscribers on 2 processes, {args.rate} events/s for {args.seconds:.0f} s:"
+            f" {len(acked)} events acknowledged, {len(latencies)}/{expected} frames received;"
+            f" 201→frame p50 {p[49]:.1f} ms, p99 {p[98]:.1f} ms (target p99 ≤ 100 ms)"
+        )
+
+        # 2. ingest with and without subscribers (alternating, median of 2 each)
+        without, with_subs = [], []
+        for _ in range(2):
+            without.append(asyncio.run(_bulk_rate(bases[0], token, args.seconds / 2)))
+            subs = _start_subscribers(ws_urls, token, args.subscribers, args.seconds / 2 + 4)
+            with_subs.append(asyncio.run(_bulk_rate(bases[0], token, args.seconds / 2)))
+            for proc, pipe in subs:
+                pipe.recv()
+                proc.join()
+        a, b = statistics.median(without), statistics.median(with_subs)
+        print(
+            f"ingest: without subscribers {a:,.0f} events/s (runs {', '.join(f'{x:,.0f}' for x in without)}),"
+            f" with {args.subscribers} subscribers {b:,.0f} events/s"
+            f" (runs {', '.join(f'{x:,.0f}' for x in with_subs)});"
+            f" ratio {b / a:.2f} (target ≥ 0.90)"
+        )
+    finally:
+        stack.close()
+
+
+if __name__ == "__main__":
+    main()
