@@ -2,17 +2,33 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import pytest
 
 from db.embedded import EmbeddedPostgres
 from tests.servers import free_port, wait_ready
+
+
+@pytest.fixture
+def data_dir() -> Iterator[Path]:
+    """The service's data dir, outside pytest's ``tmp_path``: pytest resets its base to 0700 whenever any session
+    starts, which would lock the embedded server's own user out of its cluster."""
+    root = Path(tempfile.mkdtemp(prefix="auditlog-serve-"))
+    try:
+        yield root / "data"
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def _postmaster_pid(data_dir: Path) -> int | None:
@@ -32,7 +48,8 @@ def _start(data_dir: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
 
 
 def _crash(proc: subprocess.Popen[bytes]) -> None:
-    os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=10)
 
 
@@ -45,8 +62,8 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
 
 
-def test_embedded_server_starts_restarts_and_stops(tmp_path: Path) -> None:
-    data_dir, log = tmp_path / "data", tmp_path / "serve.log"
+def test_embedded_server_starts_restarts_and_stops(data_dir: Path, tmp_path: Path) -> None:
+    log = tmp_path / "serve.log"
     port = free_port()
 
     first = _start(data_dir, port, log)
