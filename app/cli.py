@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
+import json
+import logging
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from app.settings import load_settings
+from app.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     from db.embedded import EmbeddedPostgres
 
 __all__ = ["main"]
+
+log = logging.getLogger("auditlog.cli")
 
 
 async def _bootstrap(settings: object) -> Path | None:
@@ -31,25 +34,22 @@ async def _bootstrap(settings: object) -> Path | None:
 def cmd_serve(args: argparse.Namespace) -> int:
     from granian import Granian
     from granian.constants import Interfaces
+    from granian.log import LogLevels
 
     from app.database import export_to_environment, prepare_database
-    from app.observability import configure_logging
+    from app.observability import configure_logging, logging_dictconfig
 
-    settings = load_settings()
+    settings = load_settings(**_serve_options(args))
     configure_logging(settings.log_level, json_lines=settings.log_json)
     embedded = prepare_database(settings)
     try:
         credentials = asyncio.run(_bootstrap(settings))
         export_to_environment(settings)
         where = "embedded PostgreSQL in " + str(settings.data_dir) if embedded else "the configured database"
-        print(f"auditlog: serving http://{settings.host}:{settings.port} on {where}", file=sys.stderr)
-        print(
-            "auditlog: operator password: AUDIT_OPERATOR_PASSWORD"
-            + ("" if not settings.is_dev else f" (or {settings.data_dir / 'secrets.json'})"),
-            file=sys.stderr,
-        )
+        log.info("serving http://%s:%s on %s", settings.host, settings.port, where)
+        log.info("operator password (tenant platform, user operator): %s", operator_password_source(settings))
         if credentials:
-            print(f"auditlog: demo credentials in {credentials}", file=sys.stderr)
+            log.info("demo credentials in %s", credentials)
         Granian(
             "app.asgi:create_app_from_env",
             factory=True,
@@ -58,10 +58,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
             interface=Interfaces.ASGI,
             workers=settings.workers,
             log_enabled=True,
+            log_level=LogLevels(settings.log_level.lower()),
+            log_dictconfig=logging_dictconfig(settings.log_level, json_lines=settings.log_json),
             backlog=2048,
         ).serve()
     finally:
-        _release(embedded)
+        if embedded is not None:
+            embedded.stop()
     return 0
 
 
@@ -82,14 +85,16 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def cmd_migrate(args: argparse.Namespace) -> int:
     from app.database import prepare_database
+    from app.observability import configure_logging
 
     settings = load_settings()
+    configure_logging(settings.log_level, json_lines=settings.log_json)
     if settings.database_url and not settings.migration_database_url:
         settings.migration_database_url = settings.database_url
     embedded = prepare_database(settings)
     try:
         asyncio.run(_bootstrap(settings))
-        print("auditlog: database migrated to head", file=sys.stderr)
+        log.info("database migrated to head")
     finally:
         _release(embedded)
     return 0
@@ -98,6 +103,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 def cmd_rotate_keys(args: argparse.Namespace) -> int:
     """Give every tenant a new data key now (the scheduled job does it weekly)."""
     from app.database import prepare_database
+    from app.observability import configure_logging
     from app.runtime import make_engine
     from db.crypto import LocalMasterKey
     from db.keyring import KeyringStore
@@ -105,6 +111,7 @@ def cmd_rotate_keys(args: argparse.Namespace) -> int:
     from jobs.tasks import rotate_data_keys
 
     settings = load_settings()
+    configure_logging(settings.log_level, json_lines=settings.log_json)
     embedded = prepare_database(settings, run_migrations=False)
 
     async def rotate() -> int:
@@ -119,23 +126,48 @@ def cmd_rotate_keys(args: argparse.Namespace) -> int:
             await engine.dispose()
 
     try:
-        print(f"auditlog: rotated the data key of {asyncio.run(rotate())} tenants", file=sys.stderr)
+        log.info("rotated the data key of %s tenants", asyncio.run(rotate()))
     finally:
         _release(embedded)
     return 0
 
 
 def _release(embedded: EmbeddedPostgres | None) -> None:
-    """Let go of the embedded server: stopped only by its owner, and only when no other process uses it."""
-    if embedded is not None:
-        embedded.release()
+    """Stop the embedded server if this command started it (never one that a running ``serve`` owns)."""
+    if embedded is not None and embedded.started_here:
+        embedded.stop()
+
+
+def operator_password_source(settings: Settings) -> str:
+    """Where the operator's password in force comes from, for the start-up line (never the password).
+
+    The generated one in ``secrets.json`` applies only while ``AUDIT_OPERATOR_PASSWORD`` does not override
+    it: bootstrap sets the operator's password to whichever is in force at each start.
+    """
+    path = settings.data_dir / "secrets.json"
+    if settings.is_dev and path.exists():
+        try:
+            stored = json.loads(path.read_text()).get("operator_password")
+        except (OSError, ValueError):
+            stored = None
+        if stored and stored == settings.operator_password:
+            return f"generated, in {path} (set AUDIT_OPERATOR_PASSWORD to choose it)"
+    return "the value of AUDIT_OPERATOR_PASSWORD"
+
+
+def _serve_options(args: argparse.Namespace) -> dict[str, object]:
+    """``serve --host/--port/--workers``: given ones win over ``AUDIT_HOST/PORT/WORKERS``."""
+    return {name: getattr(args, name) for name in ("host", "port", "workers") if getattr(args, name, None) is not None}
 
 
 def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
     parser = argparse.ArgumentParser(prog="auditlog", description="Audit Log API")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("serve", help="run the API (embedded PostgreSQL when AUDIT_DATABASE_URL is unset)")
+    serve = sub.add_parser("serve", help="run the API (embedded PostgreSQL when AUDIT_DATABASE_URL is unset)")
+    serve.add_argument("--host", help="address to listen on (default: AUDIT_HOST, 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to listen on (default: AUDIT_PORT, 8000)")
+    serve.add_argument("--workers", type=int, help="Granian worker processes (default: AUDIT_WORKERS, 1)")
     sub.add_parser("worker", help="run the background job worker")
     sub.add_parser("migrate", help="apply database migrations and create the operator")
     sub.add_parser("rotate-keys", help="give every tenant a new data key now")
