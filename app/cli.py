@@ -63,8 +63,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             backlog=2048,
         ).serve()
     finally:
-        if embedded is not None:
-            embedded.stop()
+        _release(embedded)
     return 0
 
 
@@ -133,9 +132,9 @@ def cmd_rotate_keys(args: argparse.Namespace) -> int:
 
 
 def _release(embedded: EmbeddedPostgres | None) -> None:
-    """Stop the embedded server if this command started it (never one that a running ``serve`` owns)."""
-    if embedded is not None and embedded.started_here:
-        embedded.stop()
+    """Let go of the embedded server: stopped only by its owner, and only when no other process uses it."""
+    if embedded is not None:
+        embedded.release()
 
 
 def operator_password_source(settings: Settings) -> str:
