@@ -217,7 +217,7 @@ def matches(ev: Ev, p: dict[str, Any]) -> bool:
         value = getattr(ev, name)
         if f"exclude_{name}" in p and value is not None and value in _listed(p[f"exclude_{name}"]):
             return False
-    asked = p.get("include_system") in ("true", True) or any(
+    asked = p.get("include_system") in ("true", "1", True) or any(
         is_service(rt) for rt in _listed(p.get("resource_type", []))
     )
     if is_service(ev.resource_type) and not asked:
