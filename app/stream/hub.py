@@ -55,6 +55,8 @@ class Subscriber:
     capacity: int = 1000
     live: bool = False
     overflowed: bool = False
+    taken: int = 0
+    """Frames taken from the buffer so far (the hub tells a stopped reader from a slow one by it)."""
     queue: asyncio.Queue[Frame] = field(init=False)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -155,18 +157,27 @@ class StreamHub:
                 await asyncio.sleep(self._reconnect)
 
     async def _make_room(self, tenant_id: uuid.UUID) -> None:
-        """Wait (at most the grace period) for the tenant's live subscribers to drain; cut those that did not."""
+        """Wait for the tenant's live subscribers to drain to their capacity, then cut the ones that will not.
+
+        A subscriber still behind after the grace period is cut if it took nothing from its buffer in that
+        period (a client that stopped reading); one that is draining, only slower than the burst came, gets
+        up to three grace periods in all before it is cut as well.
+        """
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._grace
+        start = loop.time()
+        taken = {id(s): s.taken for s in self._subscribers.get(tenant_id, ())}
         while True:
             behind = [s for s in self._subscribers.get(tenant_id, ()) if s.live and not s.overflowed and s.behind]
             if not behind:
                 return
-            if loop.time() >= deadline:
-                for sub in behind:
+            waited = loop.time() - start
+            if waited >= self._grace:
+                stuck = [s for s in behind if waited >= 3 * self._grace or s.taken == taken.get(id(s), s.taken)]
+                for sub in stuck:
                     sub.overflowed = True
                     sub.wake.set()
-                return
+                if len(stuck) == len(behind):
+                    return
             await asyncio.sleep(0.01)
 
     async def _fetch(self, tenant_id: uuid.UUID) -> None:

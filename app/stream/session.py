@@ -130,6 +130,7 @@ async def stream_events(
                 return
             try:
                 seq, data = sub.queue.get_nowait()
+                sub.taken += 1
             except asyncio.QueueEmpty:
                 sub.wake.clear()
                 if loop.time() - quiet_since >= ping_seconds:

@@ -90,7 +90,7 @@ def _stop(server: Server) -> None:
 
 @pytest.fixture(scope="module")
 def servers(pg_server: PgServer, template_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Server]]:
-    """Two API processes on one fresh database; the second cuts slow subscribers after 50 events."""
+    """Two API processes on one fresh database; the second cuts slow subscribers after 200 events."""
     dbname = f"stream_{os.getpid()}"
 
     async def create() -> None:
@@ -106,7 +106,7 @@ def servers(pg_server: PgServer, template_db: str, tmp_path_factory: pytest.Temp
     started: list[Server] = []
     try:
         started.append(_start(pg_server, dbname, tmp, "a"))
-        started.append(_start(pg_server, dbname, tmp, "b", AUDIT_STREAM_BUFFER_EVENTS="50"))
+        started.append(_start(pg_server, dbname, tmp, "b", AUDIT_STREAM_BUFFER_EVENTS="200"))
         yield started
     finally:
         for server in started:
@@ -344,7 +344,7 @@ async def test_a_revoked_session_is_disconnected_within_two_seconds(servers: lis
 
 
 async def test_a_slow_consumer_is_cut_without_stalling_a_fast_one_or_ingest(servers: list[Server]) -> None:
-    a, b = servers  # b cuts a subscriber that falls 50 events behind
+    a, b = servers  # b cuts a subscriber that falls 200 events behind
     tenant = await _tenant(a)
     total = 6000
     async with (
@@ -356,7 +356,7 @@ async def test_a_slow_consumer_is_cut_without_stalling_a_fast_one_or_ingest(serv
         started = time.monotonic()
         posting = asyncio.gather(
             *[
-                _post(a, tenant.user, [_event(n, message="x" * 2000) for n in range(i, i + 500)])
+                _post(a, tenant.user, [_event(n, message="x" * 4000) for n in range(i, i + 500)])
                 for i in range(0, total, 500)
             ]
         )
