@@ -183,10 +183,12 @@ class EngineSession:
     async def stream(
         self, sql: str, params: list[Any] | None = None, *, batch_rows: int = 65_536, time_limit: float | None = None
     ) -> AsyncIterator[pa.RecordBatch]:
-        """Run ``sql`` and yield its result batch by batch (flat memory: nothing is materialised)."""
+        """Run ``sql`` and yield its result batch by batch (flat memory: nothing is materialised); the first batch
+        is empty and carries the result's schema."""
         limit = self.limits.time_limit_s if time_limit is None else time_limit
         with self._deadline(limit):
             reader = await self._in_thread(lambda: _reader(self.con.sql(sql, params=params or None), batch_rows))
+            yield pa.RecordBatch.from_pylist([], schema=reader.schema)  # the schema, even for an empty result
             try:
                 while True:
                     batch = await self._in_thread(lambda: _next(reader))

@@ -13,10 +13,12 @@ def route_handlers() -> list[Any]:
     from app.api_keys.controller import ApiKeyController
     from app.auth_routes.controller import AuthController
     from app.docs import swagger_ui
+    from app.exports.controller import export_logs
     from app.health import healthz, readyz
     from app.logs.ingest_controller import LogIngestController
     from app.logs.pii_vault import LogPiiController
     from app.logs.query_controller import LogQueryController, list_logs
+    from app.stats.controller import log_stats
     from app.stream.routes import logs_stream, logs_stream_sse
     from app.tenants.controller import TenantController
     from app.users.controller import UserController
@@ -26,7 +28,15 @@ def route_handlers() -> list[Any]:
     # LogIngestController (see its docstring).
     logs = Router(
         path="/",
-        route_handlers=[LogIngestController, LogPiiController, LogQueryController, list_logs, logs_stream_sse],
+        route_handlers=[
+            LogIngestController,
+            LogPiiController,
+            LogQueryController,
+            list_logs,
+            logs_stream_sse,
+            export_logs,
+            log_stats,
+        ],
     )
     return [
         healthz,

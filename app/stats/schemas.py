@@ -1,0 +1,31 @@
+"""The body of ``GET /api/v1/logs/stats`` (API.md; ``start_time``, ``end_time`` and ``interval`` are extensions
+that say which window and buckets were counted)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+import msgspec
+
+__all__ = ["Interval", "SeriesPoint", "StatsOut"]
+
+Interval = Literal["hour", "day"]
+
+
+class SeriesPoint(msgspec.Struct, kw_only=True):
+    bucket: datetime
+    """Start of the hour or UTC day."""
+    count: int
+
+
+class StatsOut(msgspec.Struct, kw_only=True):
+    total: int
+    by_action: dict[str, int]
+    by_severity: dict[str, int]
+    by_resource_type: dict[str, int]
+    series: list[SeriesPoint]
+    """Every bucket of the window in time order, empty ones with count 0."""
+    start_time: datetime
+    end_time: datetime
+    interval: Interval
