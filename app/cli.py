@@ -70,13 +70,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     from app.database import prepare_database
     from app.observability import configure_logging
+    from app.alerts.evaluator import alerts_plugin
     from jobs.worker import run_worker
 
     settings = load_settings()
     configure_logging(settings.log_level, json_lines=settings.log_json)
     embedded = prepare_database(settings, run_migrations=False)
     try:
-        run_worker(settings.jobs_config())
+        run_worker(settings.jobs_config(), plugins=[alerts_plugin(settings)])
     finally:
         _release(embedded)
     return 0
@@ -131,6 +132,35 @@ def cmd_rotate_keys(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export_lake(args: argparse.Namespace) -> int:
+    """Export every tenant's new events to the Parquet lake now (the scheduled job runs every few minutes)."""
+    return _run_lake_command("export-lake")
+
+
+def cmd_apply_retention(args: argparse.Namespace) -> int:
+    """Archive, then remove, every tenant's events older than its retention now (the job runs daily)."""
+    return _run_lake_command("apply-retention")
+
+
+def _run_lake_command(name: str) -> int:
+    import json as _json
+
+    from app.database import prepare_database
+    from app.observability import configure_logging
+    from app.retention.commands import run_apply_retention, run_export_lake
+
+    settings = load_settings()
+    configure_logging(settings.log_level, json_lines=settings.log_json)
+    embedded = prepare_database(settings, run_migrations=False)
+    run = run_export_lake if name == "export-lake" else run_apply_retention
+    try:
+        totals = asyncio.run(run(settings))
+    finally:
+        _release(embedded)
+    print(_json.dumps({"command": name, **totals}))
+    return 1 if totals.get("failed") else 0
+
+
 def _release(embedded: EmbeddedPostgres | None) -> None:
     """Let go of the embedded server: stopped only by its owner, and only when no other process uses it."""
     if embedded is not None:
@@ -170,10 +200,17 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("worker", help="run the background job worker")
     sub.add_parser("migrate", help="apply database migrations and create the operator")
     sub.add_parser("rotate-keys", help="give every tenant a new data key now")
+    sub.add_parser("export-lake", help="export every tenant's new events to the Parquet lake now")
+    sub.add_parser("apply-retention", help="archive and remove events past each tenant's retention now")
     args = parser.parse_args(argv)
-    handler = {"serve": cmd_serve, "worker": cmd_worker, "migrate": cmd_migrate, "rotate-keys": cmd_rotate_keys}[
-        args.command
-    ]
+    handler = {
+        "serve": cmd_serve,
+        "worker": cmd_worker,
+        "migrate": cmd_migrate,
+        "rotate-keys": cmd_rotate_keys,
+        "export-lake": cmd_export_lake,
+        "apply-retention": cmd_apply_retention,
+    }[args.command]
     return handler(args)
 
 

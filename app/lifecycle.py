@@ -41,7 +41,9 @@ async def start_services(runtime: Runtime) -> None:
     if settings.worker_in_process:
         from jobs.worker import start_worker  # only when the worker runs in this process
 
-        runtime.services["worker"] = await start_worker(settings.jobs_config())
+        from app.alerts.evaluator import alerts_plugin
+
+        runtime.services["worker"] = await start_worker(settings.jobs_config(), plugins=[alerts_plugin(settings)])
 
 
 async def stop_services(runtime: Runtime) -> None:

@@ -14,6 +14,7 @@ def route_handlers() -> list[Any]:
     from app.auth_routes.controller import AuthController
     from app.docs import swagger_ui
     from app.exports.controller import export_logs
+    from app.exports.jobs_controller import ExportJobController
     from app.health import healthz, readyz
     from app.logs.ingest_controller import LogIngestController
     from app.logs.pii_vault import LogPiiController
@@ -46,6 +47,7 @@ def route_handlers() -> list[Any]:
         ApiKeyController,
         TenantController,
         UserController,
+        ExportJobController,
         logs,
         logs_stream,
     ]

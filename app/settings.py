@@ -53,6 +53,12 @@ class Settings(BaseSettings):
     """Longest a read statement (list, search, get) may run, waiting for locks included; past it PostgreSQL
     cancels it and the request answers ``503`` with ``Retry-After``, so one costly search cannot hold a read
     connection indefinitely."""
+    allow_private_urls: bool = False
+    """Let alert webhooks and export destinations reach loopback, link-local, private and metadata addresses."""
+    alert_retry_delay_seconds: float = Field(default=2.0, gt=0)
+    """First retry delay of a failed alert delivery; it doubles on each retry (at most 5 minutes)."""
+    alert_sweep_seconds: float = Field(default=5.0, gt=0)
+    """How often the worker re-evaluates every tenant's alert rules besides the commit notifications."""
     stream_buffer_events: int = Field(default=1000, ge=1, le=1_000_000)
     """Events a live-stream subscriber may fall behind before it is cut (with the position to resume from)."""
     stream_ping_seconds: float = Field(default=20.0, gt=0)
@@ -93,6 +99,8 @@ class Settings(BaseSettings):
     """Deepest nesting of objects/arrays a JSON body may have (the body itself is level 1); deeper → 400."""
     lake_url: str | None = None
     s3_endpoint_url: str | None = None
+    lake_export_interval_seconds: int = Field(default=300, ge=60)
+    """How often the scheduled lake export runs (rounded to whole minutes)."""
     llm_model: str | None = None
     demo_data: bool | None = None
     """Seed the sample tenants on a fresh development database; default: yes in development."""
@@ -138,6 +146,9 @@ class Settings(BaseSettings):
             redis_url=self.redis_url,
             pool_size=max(2, self.db_pool_size // 2),
             max_overflow=max(2, self.db_pool_max_overflow // 2),
+            lake_url=self.lake_location,
+            s3_endpoint_url=self.s3_endpoint_url,
+            lake_export_interval_seconds=self.lake_export_interval_seconds,
         )
 
     @property

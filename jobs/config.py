@@ -20,3 +20,8 @@ class JobsConfig:
     """Redis for the queue instead of PostgreSQL."""
     pool_size: int = 4
     max_overflow: int = 4
+    lake_url: str = ".auditlog/lake"
+    """The Parquet lake: a folder or ``s3://bucket/prefix`` (``analytics.lake.LakeStore``)."""
+    s3_endpoint_url: str | None = None
+    lake_export_interval_seconds: int = 300
+    """How often the lake export runs (rounded to whole minutes for the cron schedule)."""

@@ -18,6 +18,7 @@ from db.engine import make_engine
 from db.keyring import KeyringStore
 from db.tenancy import TenantDB
 from jobs.config import JobsConfig
+from jobs.export_jobs import run_export_job
 from jobs.idempotency import purge_idempotency_keys
 from jobs.queue import make_queue
 from jobs.tasks import precreate_partitions, rotate_data_keys
@@ -26,7 +27,7 @@ __all__ = ["FUNCTIONS", "GracefulWorker", "InProcessWorker", "build_worker", "ru
 
 log = logging.getLogger(__name__)
 
-FUNCTIONS = [precreate_partitions, purge_idempotency_keys, rotate_data_keys]
+FUNCTIONS = [precreate_partitions, purge_idempotency_keys, rotate_data_keys, run_export_job]
 CRON_JOBS: list[CronJob[Any]] = [
     CronJob(precreate_partitions, cron="17 * * * *", timeout=300),
     CronJob(purge_idempotency_keys, cron="*/15 * * * *", timeout=300),

@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any, Final
 import asyncpg
 
 from analytics.engine import AnalyticsEngine
+from analytics.export_formats import Encoder, projection
 from analytics.lake_seam import lake_module
 from analytics.tenant import open_tenant_events
-from app.exports.formats import Encoder, projection
 
 if TYPE_CHECKING:
     from app.logs.query import LogFilters

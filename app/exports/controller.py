@@ -10,10 +10,10 @@ from litestar import Request, get
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.response import Stream
 
+from analytics.export_formats import FORMATS, MEDIA_TYPES
 from app.dependencies import runtime_of
 from app.exports.access import ExportProgress, engine_of, export_bytes, lake_store_of
 from app.exports.filters import one_param, operation_with, raise_if_errors, read_filters
-from app.exports.formats import FORMATS, MEDIA_TYPES
 from app.guards import READERS, principal_of
 from app.read_audit import get_recorder
 
