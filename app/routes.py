@@ -19,6 +19,7 @@ def route_handlers() -> list[Any]:
     from app.logs.ingest_controller import LogIngestController
     from app.logs.pii_vault import LogPiiController
     from app.logs.query_controller import LogQueryController, list_logs
+    from app.retention.controller import RetentionController, cleanup_logs
     from app.stats.controller import log_stats
     from app.stream.routes import logs_stream, logs_stream_sse
     from app.tenants.controller import TenantController
@@ -35,6 +36,7 @@ def route_handlers() -> list[Any]:
             LogQueryController,
             list_logs,
             logs_stream_sse,
+            cleanup_logs,
             export_logs,
             log_stats,
         ],
@@ -46,6 +48,7 @@ def route_handlers() -> list[Any]:
         AuthController,
         ApiKeyController,
         TenantController,
+        RetentionController,
         UserController,
         ExportJobController,
         logs,

@@ -20,6 +20,7 @@ from db.tenancy import TenantDB
 from jobs.config import JobsConfig
 from jobs.export_jobs import run_export_job
 from jobs.idempotency import purge_idempotency_keys
+from jobs.lake import LAKE_FUNCTIONS, lake_context, lake_cron_jobs
 from jobs.queue import make_queue
 from jobs.tasks import precreate_partitions, rotate_data_keys
 
@@ -27,7 +28,7 @@ __all__ = ["FUNCTIONS", "GracefulWorker", "InProcessWorker", "build_worker", "ru
 
 log = logging.getLogger(__name__)
 
-FUNCTIONS = [precreate_partitions, purge_idempotency_keys, rotate_data_keys, run_export_job]
+FUNCTIONS = [precreate_partitions, purge_idempotency_keys, rotate_data_keys, run_export_job, *LAKE_FUNCTIONS]
 CRON_JOBS: list[CronJob[Any]] = [
     CronJob(precreate_partitions, cron="17 * * * *", timeout=300),
     CronJob(purge_idempotency_keys, cron="*/15 * * * *", timeout=300),
@@ -79,6 +80,7 @@ def build_worker(config: JobsConfig, *, handle_signals: bool = True) -> Worker:
     async def startup(ctx: dict[str, Any]) -> None:
         ctx["db"] = TenantDB(engine)
         ctx["keyrings"] = KeyringStore(LocalMasterKey.from_setting(config.master_key))
+        lake_context(ctx, config)
 
     async def shutdown(ctx: dict[str, Any]) -> None:
         await engine.dispose()
@@ -86,7 +88,7 @@ def build_worker(config: JobsConfig, *, handle_signals: bool = True) -> Worker:
     worker: Worker[Any] = GracefulWorker(
         queue,
         functions=FUNCTIONS,
-        cron_jobs=CRON_JOBS,
+        cron_jobs=[*CRON_JOBS, *lake_cron_jobs(config)],
         startup=startup,
         shutdown=shutdown,
         concurrency=4,
