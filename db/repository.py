@@ -16,9 +16,16 @@ from advanced_alchemy.repository import SQLAlchemyAsyncRepository
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.models import ApiKey, Base, User
+from db.models import AlertDelivery, AlertRule, ApiKey, Base, User
 
-__all__ = ["ApiKeyRepository", "TenantRepository", "UnboundSession", "UserRepository"]
+__all__ = [
+    "AlertDeliveryRepository",
+    "AlertRuleRepository",
+    "ApiKeyRepository",
+    "TenantRepository",
+    "UnboundSession",
+    "UserRepository",
+]
 
 ModelT = TypeVar("ModelT", bound=Base)
 
@@ -50,3 +57,11 @@ class UserRepository(TenantRepository[User]):
 
 class ApiKeyRepository(TenantRepository[ApiKey]):
     model_type = ApiKey
+
+
+class AlertRuleRepository(TenantRepository[AlertRule]):
+    model_type = AlertRule
+
+
+class AlertDeliveryRepository(TenantRepository[AlertDelivery]):
+    model_type = AlertDelivery

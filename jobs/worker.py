@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 from saq import CronJob, Worker
 
@@ -24,9 +25,31 @@ from jobs.lake import LAKE_FUNCTIONS, lake_context, lake_cron_jobs
 from jobs.queue import make_queue
 from jobs.tasks import precreate_partitions, rotate_data_keys
 
-__all__ = ["FUNCTIONS", "GracefulWorker", "InProcessWorker", "build_worker", "run_worker", "start_worker"]
+__all__ = [
+    "FUNCTIONS",
+    "GracefulWorker",
+    "InProcessWorker",
+    "WorkerPlugin",
+    "build_worker",
+    "run_worker",
+    "start_worker",
+]
 
 log = logging.getLogger(__name__)
+
+
+class WorkerPlugin(Protocol):
+    """Tasks a caller adds to the worker, with what they need started beside them (e.g. the alert evaluator).
+
+    The caller (the API process or ``auditlog worker``) hands plugins in, so ``jobs`` imports nothing of ``app``.
+    """
+
+    functions: Sequence[Callable[..., Any]]
+
+    async def startup(self, ctx: dict[str, Any]) -> None: ...
+
+    async def shutdown(self, ctx: dict[str, Any]) -> None: ...
+
 
 FUNCTIONS = [precreate_partitions, purge_idempotency_keys, rotate_data_keys, run_export_job, *LAKE_FUNCTIONS]
 CRON_JOBS: list[CronJob[Any]] = [
@@ -68,7 +91,7 @@ class GracefulWorker(Worker[Any]):
         await super().stop()
 
 
-def build_worker(config: JobsConfig, *, handle_signals: bool = True) -> Worker:
+def build_worker(config: JobsConfig, *, handle_signals: bool = True, plugins: Sequence[WorkerPlugin] = ()) -> Worker:
     queue = make_queue(config)
     engine = make_engine(
         config.database_url,
@@ -80,14 +103,19 @@ def build_worker(config: JobsConfig, *, handle_signals: bool = True) -> Worker:
     async def startup(ctx: dict[str, Any]) -> None:
         ctx["db"] = TenantDB(engine)
         ctx["keyrings"] = KeyringStore(LocalMasterKey.from_setting(config.master_key))
+        for plugin in plugins:
+            await plugin.startup(ctx)
         lake_context(ctx, config)
 
     async def shutdown(ctx: dict[str, Any]) -> None:
+        for plugin in reversed(plugins):
+            with contextlib.suppress(Exception):
+                await plugin.shutdown(ctx)
         await engine.dispose()
 
     worker: Worker[Any] = GracefulWorker(
         queue,
-        functions=FUNCTIONS,
+        functions=[*FUNCTIONS, *(f for plugin in plugins for f in plugin.functions)],
         cron_jobs=[*CRON_JOBS, *lake_cron_jobs(config)],
         startup=startup,
         shutdown=shutdown,
@@ -115,19 +143,19 @@ class InProcessWorker:
         await self.worker.queue.disconnect()
 
 
-async def start_worker(config: JobsConfig) -> InProcessWorker:
-    worker = build_worker(config, handle_signals=False)
+async def start_worker(config: JobsConfig, plugins: Sequence[WorkerPlugin] = ()) -> InProcessWorker:
+    worker = build_worker(config, handle_signals=False, plugins=plugins)
     await worker.queue.connect()
     handle = InProcessWorker(worker)
     handle.task = asyncio.create_task(worker.start(), name="saq-worker")
     return handle
 
 
-def run_worker(config: JobsConfig) -> None:
+def run_worker(config: JobsConfig, plugins: Sequence[WorkerPlugin] = ()) -> None:
     """Run a worker in the foreground until SIGINT/SIGTERM."""
 
     async def main() -> None:
-        worker = build_worker(config)
+        worker = build_worker(config, plugins=plugins)
         await worker.queue.connect()
         try:
             await worker.start()

@@ -1,0 +1,1 @@
+"""Alert rules over the committed stream and their signed webhook deliveries."""
