@@ -10,6 +10,7 @@ __all__ = ["route_handlers"]
 
 
 def route_handlers() -> list[Any]:
+    from app.alerts.controller import AlertController
     from app.api_keys.controller import ApiKeyController
     from app.auth_routes.controller import AuthController
     from app.docs import swagger_ui
@@ -53,4 +54,5 @@ def route_handlers() -> list[Any]:
         ExportJobController,
         logs,
         logs_stream,
+        AlertController,
     ]

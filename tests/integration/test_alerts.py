@@ -71,8 +71,8 @@ async def app_with_worker(database: Database, tmp_path: Path, **overrides: Any) 
         yield client
 
 
-async def _wait_for(predicate: Any, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
+async def _wait_for(predicate: Any, within: float = 30.0) -> None:
+    deadline = time.monotonic() + within
     while not predicate():
         if time.monotonic() > deadline:
             pytest.fail("condition not met in time")
@@ -156,7 +156,7 @@ async def test_a_failing_receiver_is_retried_with_backoff_and_every_attempt_reco
             )
         ).json()
         await client.post("/api/v1/logs", json=_error(1), headers=tenant.user)
-        await _wait_for(lambda: len(hook.requests) >= 3, timeout=60)
+        await _wait_for(lambda: len(hook.requests) >= 3, within=60)
         times = [t for t, _, _ in hook.requests]
         assert times[2] - times[1] > (times[1] - times[0]) * 1.3  # the delay grows
         bodies = {body for _, _, body in hook.requests}
@@ -170,7 +170,7 @@ async def test_a_failing_receiver_is_retried_with_backoff_and_every_attempt_reco
             return sorted((d["status"], d["http_status"], d["attempt"]) for d in got)
 
         deadline = time.monotonic() + 10
-        while len(found := await attempts()) < 3 and time.monotonic() < deadline:
+        while len(found := await attempts()) < 3 and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.2)
         assert found == [("failed", 500, 1), ("failed", 500, 2), ("succeeded", 204, 3)]
 
