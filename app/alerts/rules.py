@@ -152,7 +152,8 @@ async def update_rule(
 async def delete_rule(session: AsyncSession, rule_id: uuid.UUID) -> AlertOut:
     rule = await _get(session, rule_id)
     out = _out(rule)
-    await AlertRuleRepository(session=session).delete(rule.id)
+    await session.delete(rule)  # found through the tenant-scoped repository above
+    await session.flush()
     return out
 
 
