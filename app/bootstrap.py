@@ -8,12 +8,14 @@ passwords are written to a 0600 file under the data dir, never to the log.
 from __future__ import annotations
 
 import secrets
+import uuid
 from pathlib import Path
 
 import anyio
 from sqlalchemy import text
 
 from app.auth.passwords import hash_password, verify_password
+from app.demo_data import mark_for_seeding
 from app.runtime import Runtime
 from app.settings import write_private
 from app.tenants.service import create_tenant, find_tenant
@@ -54,10 +56,12 @@ async def _ensure_operator(runtime: Runtime) -> None:
 async def _seed_demo(runtime: Runtime) -> Path | None:
     path = runtime.settings.data_dir / "demo-credentials.txt"
     lines = []
+    created: list[tuple[uuid.UUID, str]] = []
     for name in DEMO_TENANTS:
         if await find_tenant(runtime.db, name):
             continue
         tenant = await create_tenant(runtime, name)
+        created.append((tenant.id, name))
         async with runtime.db.tenant(tenant.id) as session:
             for username, role in DEMO_ROLES:
                 password = secrets.token_urlsafe(12)
@@ -71,6 +75,8 @@ async def _seed_demo(runtime: Runtime) -> Path | None:
                     email=f"{username}@{name.lower()}.example",
                 )
                 lines.append(f"{name}\t{username}\t{role}\t{password}")
+    if created:  # their events are seeded in the background by the API process (app.demo_data)
+        mark_for_seeding(runtime.settings.data_dir, created)
     if not lines:
         return path if path.exists() else None
     header = "# tenant\tusername\trole\tpassword  (POST /api/v1/auth/token with these)\n"

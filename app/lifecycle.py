@@ -10,6 +10,7 @@ import contextlib
 import logging
 
 from app.api_keys.service import KeyUsageFlusher
+from app.demo_data import DemoSeeding, start_demo_seeding
 from app.logs.ingest import IngestWriter
 from app.ratelimit import build_rate_limiter
 from app.read_audit import start_read_audit
@@ -38,6 +39,8 @@ async def start_services(runtime: Runtime) -> None:
     ).start()
     runtime.services["ratelimit"] = build_rate_limiter(settings)
     runtime.services["api_key_usage"] = KeyUsageFlusher(runtime).start()
+    if (demo := start_demo_seeding(runtime)) is not None:  # development: sample tenants' events, once
+        runtime.services["demo_data"] = DemoSeeding(demo)
     if settings.worker_in_process:
         from jobs.worker import start_worker  # only when the worker runs in this process
 
