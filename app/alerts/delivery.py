@@ -4,11 +4,16 @@ The body was built and stored (encrypted) when the rule fired, so every attempt 
 the same ``X-Auditlog-Delivery`` id (receivers can deduplicate) and a fresh ``X-Auditlog-Signature``. The
 destination is checked against the address rules before every attempt, redirects are not followed, and an
 attempt that gets no 2xx within ``TIMEOUT`` seconds fails: it is recorded (status or error, duration) and the
-job raises so that SAQ retries it; after the last attempt the firing is marked ``failed``.
+next attempt is enqueued as its own job, ``retry_delay * 2**(n-1)`` seconds later (times 1-1.25 of jitter,
+at most ``MAX_DELAY``), so the delays really double (SAQ's own backoff draws each delay anywhere below the
+doubled value); after ``ATTEMPTS`` attempts the firing is marked ``failed``. Each attempt's job key names the
+firing and the attempt, so a worker crash between the record and the enqueue cannot schedule it twice.
 """
 
 from __future__ import annotations
 
+import logging
+import random
 import time
 import uuid
 from typing import Any
@@ -20,21 +25,31 @@ from app.alerts.rules import SECRET_FIELD
 from app.outbound.signing import HEADER, sign
 from app.outbound.url_guard import UnsafeURL, check_url
 
-__all__ = ["BODY_FIELD", "DeliveryFailed", "deliver_alert", "delivery_job_options"]
+__all__ = ["ATTEMPTS", "BODY_FIELD", "deliver_alert", "enqueue_delivery", "retry_delay_of"]
 
 BODY_FIELD = "alert_body"
+log = logging.getLogger(__name__)
+
 TIMEOUT = 10.0
 ATTEMPTS = 8
-"""First attempt plus seven retries: with the default 2 s first delay, the last one is ~4 minutes later."""
+"""With the default 2 s first delay, the eighth attempt comes about 4 minutes after the first."""
+MAX_DELAY = 300.0
 
 
-class DeliveryFailed(Exception):
-    pass
+def retry_delay_of(attempt: int, base: float) -> float:
+    """Seconds to wait after failed attempt ``attempt`` (1-based): doubling, with up to 25 % jitter, capped."""
+    return min(MAX_DELAY, base * 2 ** (attempt - 1)) * random.uniform(1.0, 1.25)  # noqa: S311 - jitter
 
 
-def delivery_job_options(retry_delay: float) -> dict[str, Any]:
-    """How the delivery job is enqueued: retries with exponential backoff, capped at 5 minutes."""
-    return {"retries": ATTEMPTS, "retry_delay": retry_delay, "retry_backoff": 300.0, "timeout": 60}
+async def enqueue_delivery(queue: Any, tenant_id: uuid.UUID, firing_id: uuid.UUID, attempt: int, delay: float) -> None:
+    await queue.enqueue(
+        "deliver_alert",
+        key=f"alert-firing-{firing_id}-{attempt}",
+        scheduled=int(time.time() + delay) if delay > 0 else 0,
+        timeout=60,
+        tenant_id=str(tenant_id),
+        firing_id=str(firing_id),
+    )
 
 
 async def _post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int | None, str | None]:
@@ -52,8 +67,6 @@ async def deliver_alert(ctx: dict[str, Any], *, tenant_id: str, firing_id: str) 
     """SAQ task: one delivery attempt of firing ``firing_id`` of ``tenant_id``."""
     tid, fid = uuid.UUID(tenant_id), uuid.UUID(firing_id)
     allow_private = bool(ctx.get("allow_private_urls", False))
-    job = ctx.get("job")
-    last_attempt = job is None or job.attempts >= job.retries
     async with ctx["db"].tenant(tid) as session:
         row = (
             await session.execute(
@@ -89,6 +102,8 @@ async def deliver_alert(ctx: dict[str, Any], *, tenant_id: str, firing_id: str) 
         status, error = await _post(row.webhook_url, body, headers)
     duration_ms = int((time.monotonic() - started) * 1000)
     outcome = "succeeded" if error is None else "failed"
+    attempt = int(row.attempts) + 1
+    last_attempt = attempt >= ATTEMPTS
     async with ctx["db"].tenant(tid) as session:
         await session.execute(
             text(
@@ -100,7 +115,7 @@ async def deliver_alert(ctx: dict[str, Any], *, tenant_id: str, firing_id: str) 
                 "id": uuid.uuid4(),
                 "a": row.alert_id,
                 "f": fid,
-                "n": int(row.attempts) + 1,
+                "n": attempt,
                 "s": outcome,
                 "h": status,
                 "e": error,
@@ -112,6 +127,8 @@ async def deliver_alert(ctx: dict[str, Any], *, tenant_id: str, firing_id: str) 
                 text("UPDATE alert_firings SET status = :s WHERE tenant_id = :t AND id = :f"),
                 {"s": "delivered" if error is None else "failed", "t": tid, "f": fid},
             )
-    if error is not None:
-        raise DeliveryFailed(error)
+    if error is not None and not last_attempt:
+        delay = retry_delay_of(attempt, float(ctx.get("alert_retry_delay", 2.0)))
+        await enqueue_delivery(ctx["worker"].queue, tid, fid, attempt + 1, delay)
+        log.info("alert delivery %s attempt %d failed (%s); next in %.1f s", fid, attempt, error, delay)
     return outcome

@@ -29,7 +29,7 @@ import asyncpg
 import msgspec
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.alerts.delivery import BODY_FIELD, deliver_alert, delivery_job_options
+from app.alerts.delivery import BODY_FIELD, deliver_alert, enqueue_delivery
 from app.alerts.rules import match_filters
 from app.logs.ingest import NOTIFY_CHANNEL
 from app.logs.query import COLUMN_COUNT, SELECT_COLUMNS, filter_predicate
@@ -89,13 +89,11 @@ class AlertEvaluator:
         ctx: dict[str, Any],
         dsn: str,
         *,
-        retry_delay: float,
         sweep_seconds: float = 5.0,
         debounce: float = 0.2,
     ) -> None:
         self._ctx = ctx
         self._dsn = dsn
-        self._retry_delay = retry_delay
         self._sweep = sweep_seconds
         self._debounce = debounce
         self._seen: dict[uuid.UUID, _Seen] = {}
@@ -187,13 +185,7 @@ class AlertEvaluator:
             seen.add(now_wall, last, keep)
         queue = self._ctx["worker"].queue
         for firing_id in firings:
-            await queue.enqueue(
-                "deliver_alert",
-                key=f"alert-firing-{firing_id}",
-                tenant_id=str(tenant_id),
-                firing_id=str(firing_id),
-                **delivery_job_options(self._retry_delay),
-            )
+            await enqueue_delivery(queue, tenant_id, firing_id, 1, 0)
         self.fired += len(firings)
         return len(firings)
 
@@ -293,7 +285,8 @@ class AlertsPlugin:
 
     async def startup(self, ctx: dict[str, Any]) -> None:
         ctx["allow_private_urls"] = self._allow_private
-        evaluator = AlertEvaluator(ctx, self._dsn, retry_delay=self._retry_delay, sweep_seconds=self._sweep)
+        ctx["alert_retry_delay"] = self._retry_delay
+        evaluator = AlertEvaluator(ctx, self._dsn, sweep_seconds=self._sweep)
         evaluator.start()
         ctx["alert_evaluator"] = evaluator
 

@@ -181,7 +181,8 @@ async def test_refresh_and_login_reject_unknown_fields(client: ApiClient) -> Non
     response = await client.post(
         TOKEN, json={"tenant": "platform", "username": "operator", "password": OPERATOR_PASSWORD, "role": "Admin"}
     )
-    assert response.status_code == 400
+    assert response.status_code == 422
+    assert [e["field"] for e in response.json()["errors"]] == ["role"]
 
 
 async def test_logout_revokes_every_token_of_the_session(client: ApiClient) -> None:
