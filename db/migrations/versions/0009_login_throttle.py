@@ -88,16 +88,16 @@ BEGIN
   IF pair.failures >= p_pair_limit THEN
     pair.locked_until := now() + make_interval(
       secs => least(p_base_seconds * power(2, pair.failures - p_pair_limit), p_cap_seconds));
-    newly := newly || 'pair';
+    newly := array_append(newly, 'pair');
   END IF;
   IF acct.failures >= p_account_limit AND coalesce(acct.locked_until <= now(), true) THEN
     acct.locked_until := now() + make_interval(secs => p_account_lock_seconds);
-    newly := newly || 'account';
+    newly := array_append(newly, 'account');
   END IF;
   IF src.failures >= p_source_limit THEN
     src.locked_until := now() + make_interval(
       secs => least(p_base_seconds * power(2, src.failures - p_source_limit), p_cap_seconds));
-    newly := newly || 'source';
+    newly := array_append(newly, 'source');
   END IF;
   UPDATE login_throttle l SET failures = pair.failures, locked_until = pair.locked_until, last_failure_at = now()
     WHERE l.tenant_id = t AND l.account = p_account AND l.source = p_source;
