@@ -15,12 +15,14 @@ from app.dependencies import dependencies
 from app.docs import swagger_render_plugin
 from app.errors import exception_handlers
 from app.observability import configure_logging
+from app.openapi import finalize_openapi
 from app.proxies import ForwardedClientMiddleware, parse_networks
 from app.ratelimit import RateLimitMiddleware
 from app.request_context import install_request_context
 from app.routes import route_handlers
 from app.runtime import build_runtime
 from app.settings import Settings, load_settings
+from app.validation import json_request_class, refuse_empty_parameters
 
 __all__ = ["create_app", "create_app_from_env"]
 
@@ -63,7 +65,11 @@ def create_app(settings: Settings) -> Litestar:
             version="1.0.0",
             description=(
                 "Multi-tenant audit log: ingest, search, export, stream and question audit events. "
-                "Every path is also served with a trailing slash. Errors are RFC 9457 problem details."
+                "Every path is also served with a trailing slash. Errors are RFC 9457 problem details "
+                "(application/problem+json). One validation rule on every route: a body that is not JSON (or "
+                "not UTF-8, or nested deeper than AUDIT_MAX_JSON_DEPTH levels) is 400; a field or parameter that "
+                "breaks its rule is 422 with `errors` naming each (field, pointer, message); unknown body fields "
+                "and empty query parameters are refused (422). Bodies are limited per route (413)."
             ),
             path="/schema",
             render_plugins=[swagger_render_plugin()],
@@ -75,10 +81,13 @@ def create_app(settings: Settings) -> Litestar:
             ),
             security=[{"bearer": []}, {"apiKey": []}],
         ),
-        request_max_body_size=settings.max_bulk_bytes,
+        request_max_body_size=settings.max_request_bytes,  # ingest routes set their own (app.logs.ingest_controller)
+        request_class=json_request_class(settings.max_json_depth),
+        before_request=refuse_empty_parameters,
         debug=False,
         logging_config=None,  # app.observability configures every logger; Litestar's would add a text format
     )
+    finalize_openapi(app)
     # Outside the routing: router-level 404/405 carry X-Request-ID and get an access-log line too.
     return install_request_context(app, log_access=settings.access_log)
 

@@ -13,11 +13,14 @@ from typing import Any
 import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, NotAuthorizedException, ValidationException
+from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 
-__all__ = ["ApiError", "Conflict", "NotFound", "exception_handlers", "problem"]
+__all__ = ["NOT_JSON", "PROBLEM_JSON", "ApiError", "Conflict", "NotFound", "exception_handlers", "problem", "too_large"]
 
 log = logging.getLogger("auditlog.errors")
 PROBLEM_JSON = "application/problem+json"
+NOT_JSON = "the body is not valid JSON (UTF-8)"
+"""The one message for a body that is not JSON, on every route."""
 
 _TITLES = {
     400: "Bad Request",
@@ -48,6 +51,11 @@ class ApiError(HTTPException):
     ) -> None:
         super().__init__(status_code=status_code, detail=detail, headers=headers)
         self.errors = errors
+
+
+def too_large(limit: int | None) -> ApiError:
+    """The one ``413`` of every route: the body is over the route's limit."""
+    return ApiError(413, f"the body is larger than {limit} bytes, the most this route accepts")
 
 
 class NotFound(ApiError):
@@ -88,13 +96,30 @@ def problem(
 
 
 def _validation_errors(extra: Any) -> list[dict[str, Any]]:
+    """Litestar's parameter errors (``{"key", "message", "source"}``) as problem ``errors``."""
     errors: list[dict[str, Any]] = []
     for item in extra if isinstance(extra, list) else [extra]:
         if isinstance(item, dict):
-            errors.append({"field": item.get("key") or item.get("field"), "message": item.get("message")})
+            error = {"field": item.get("key") or item.get("field") or "body", "message": item.get("message")}
+            if item.get("source"):
+                error["in"] = str(item["source"])
+            errors.append(error)
         elif item is not None:
-            errors.append({"message": str(item)})
+            errors.append({"field": "body", "message": str(item)})
     return errors
+
+
+def _handle_validation(request: Request[Any, Any, Any], exc: ValidationException) -> Response[bytes]:
+    """400 for a body that is not JSON (one message); 422 naming every bad parameter or field otherwise.
+
+    Struct bodies are validated by ``app.validation`` before Litestar converts them, so an error Litestar
+    reports about the body as a whole (``data``) means it had no JSON to read: an empty body.
+    """
+    errors = _validation_errors(exc.extra)
+    if not errors or any(e.get("in") == "body" and e["field"] == "data" for e in errors):
+        return problem(400, NOT_JSON, request=request)
+    named = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+    return problem(422, named, request=request, errors=errors)
 
 
 def _handle_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
@@ -103,16 +128,11 @@ def _handle_http(request: Request[Any, Any, Any], exc: HTTPException) -> Respons
     if isinstance(exc, ApiError):
         return problem(status, exc.detail, request=request, errors=exc.errors, headers=headers)
     if isinstance(exc, ValidationException):
-        errors = _validation_errors(exc.extra)
-        detail = exc.detail or "validation failed"
-        if "JSON is malformed" in detail or "decode" in detail.lower():
-            return problem(400, "malformed JSON body", request=request)
-        if errors:
-            named = "; ".join(f"{e.get('field') or 'body'}: {e.get('message')}" for e in errors)
-            detail = f"validation failed: {named}"
-        return problem(status if status in (400, 422) else 400, detail, request=request, errors=errors)
+        return _handle_validation(request, exc)
     if isinstance(exc, NotAuthorizedException):
         return problem(401, exc.detail or "authentication required", request=request, headers=headers)
+    if isinstance(exc, RequestEntityTooLarge):
+        return _handle_http(request, too_large(request.route_handler.resolve_request_max_body_size()))
     if status >= 500:
         return problem(status, "internal error", request=request)
     return problem(status, exc.detail or _TITLES.get(status, "error"), request=request, headers=headers)

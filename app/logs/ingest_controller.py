@@ -19,11 +19,11 @@ from litestar.openapi import ResponseSpec
 from litestar.openapi.spec import Operation
 
 from app.dependencies import runtime_of
-from app.errors import ApiError
+from app.errors import ApiError, too_large
 from app.guards import WRITERS, principal_of
 from app.logs.idempotency import HEADER, Claim, parse_key, replay
 from app.logs.ingest import IngestWriter, WriterUnavailable
-from app.logs.prepare import FieldError, PreparedEvent, decode_bulk, decode_event, prepare_event, request_hash
+from app.logs.prepare import FieldError, PreparedEvent, prepare_bulk, prepare_client_event, request_hash
 from app.logs.schemas import BulkResult, EventIn, EventOut
 from app.responses import EncodedJSON
 from app.runtime import Runtime
@@ -43,23 +43,15 @@ async def read_capped(request: Request[Any, Any, Any], limit: int) -> bytes:
         except ValueError:
             raise ApiError(400, "invalid Content-Length header") from None
         if size > limit:
-            raise _too_large(limit)
+            raise too_large(limit)
     chunks: list[bytes] = []
     total = 0
     async for chunk in request.stream():
         total += len(chunk)
         if total > limit:
-            raise _too_large(limit)
+            raise too_large(limit)
         chunks.append(chunk)
     return b"".join(chunks)
-
-
-def _too_large(limit: int) -> ApiError:
-    return ApiError(413, f"body is larger than {limit} bytes", errors=[{"field": "body", "message": "too large"}])
-
-
-def _refusal(exc: FieldError) -> ApiError:
-    return ApiError(exc.status, exc.detail(), errors=[exc.as_error()])
 
 
 def _writer(runtime: Runtime) -> IngestWriter:
@@ -103,10 +95,7 @@ def _inline(schema: dict[str, Any], defs: dict[str, Any]) -> Any:
 
 def _event_schema() -> dict[str, Any]:
     (ref,), defs = msgspec.json.schema_components([EventIn], ref_template="#/$defs/{name}")
-    schema = cast(dict[str, Any], _inline(ref, defs))
-    for ignored in ("id", "tenant_id", "received_at"):
-        schema.get("properties", {}).pop(ignored, None)
-    return schema
+    return cast(dict[str, Any], _inline(ref, defs))
 
 
 _EVENT_SCHEMA = _event_schema()
@@ -119,6 +108,7 @@ _BULK_SCHEMA = {
             "properties": {
                 "items": {"type": "array", "items": _EVENT_SCHEMA, "minItems": 1, "maxItems": MAX_BULK_ITEMS}
             },
+            "additionalProperties": False,
         },
     ]
 }
@@ -175,20 +165,23 @@ class LogIngestController(Controller):
         ),
         operation_class=_operation(_EVENT_SCHEMA, "One audit event (max 64 KiB)."),
         responses=_PROBLEMS,
+        request_max_body_size=None,  # read_capped enforces AUDIT_MAX_EVENT_BYTES / AUDIT_MAX_BULK_BYTES
     )
     async def create(self, request: Request[Any, Any, Any]) -> Response[EventOut]:
         runtime = runtime_of(request)
         principal = principal_of(request)
-        body = await read_capped(request, runtime.settings.max_event_bytes)
+        settings = runtime.settings
+        body = await read_capped(request, settings.max_event_bytes)
         try:
-            event = prepare_event(
-                decode_event(body),
+            event = prepare_client_event(
+                body,
                 tenant_id=principal.tenant_id,
                 actor=principal.actor,
                 now=datetime.now(UTC),
+                max_depth=settings.max_json_depth,
             )
         except FieldError as exc:
-            raise _refusal(exc) from None
+            raise exc.problem() from None
         response = msgspec.json.encode(event.out)
         claim = _claim(request, principal.subject_id, "POST /logs", body, response)
         return await _store(runtime, principal.tenant_id, [event], claim, response)
@@ -204,24 +197,25 @@ class LogIngestController(Controller):
         ),
         operation_class=_operation(_BULK_SCHEMA, "1-10,000 events, each at most 64 KiB."),
         responses=_PROBLEMS,
+        request_max_body_size=None,  # read_capped enforces AUDIT_MAX_EVENT_BYTES / AUDIT_MAX_BULK_BYTES
     )
     async def bulk(self, request: Request[Any, Any, Any]) -> Response[BulkResult]:
         runtime = runtime_of(request)
         principal = principal_of(request)
         settings = runtime.settings
         body = await read_capped(request, settings.max_bulk_bytes)
-        now = datetime.now(UTC)
         try:
-            items = decode_bulk(body, max_items=MAX_BULK_ITEMS, max_item_bytes=settings.max_event_bytes)
+            events = prepare_bulk(
+                body,
+                tenant_id=principal.tenant_id,
+                actor=principal.actor,
+                now=datetime.now(UTC),
+                max_items=MAX_BULK_ITEMS,
+                max_item_bytes=settings.max_event_bytes,
+                max_depth=settings.max_json_depth,
+            )
         except FieldError as exc:
-            raise _refusal(exc) from None
-        events: list[PreparedEvent] = []
-        for index, item in enumerate(items):
-            try:
-                events.append(prepare_event(item, tenant_id=principal.tenant_id, actor=principal.actor, now=now))
-            except FieldError as exc:
-                exc.index = index
-                raise _refusal(exc) from None
+            raise exc.problem() from None
         response = msgspec.json.encode(BulkResult(inserted=len(events), ids=[e.out.id for e in events]))
         claim = _claim(request, principal.subject_id, "POST /logs/bulk", body, response)
         return await _store(runtime, principal.tenant_id, events, claim, response)

@@ -1,10 +1,12 @@
 """Turn request bytes into validated, masked events ready for the writer, before anything is queued.
 
 Everything that can refuse an event happens here, per event and per bulk item, so one bad submission can
-never fail the group-commit batch it would have shared with others: JSON shape and field rules (msgspec
-types in ``schemas``), the rules types cannot say (zone-aware time not too far in the future, a real IP
-address, no NUL characters PostgreSQL text cannot hold), then masking of secrets and PII. The result
-carries the masked plaintexts the writer encrypts, the COPY row, and the 201 body.
+never fail the group-commit batch it would have shared with others: JSON itself (``app.validation``: UTF-8,
+nesting depth), field types (msgspec types in ``schemas``), the rules types cannot say (zone-aware time
+between 2000-01-01 and 5 minutes from now, a real IP address, no NUL characters PostgreSQL text cannot
+hold), for clients only the resource types reserved for the service, then masking of secrets and PII.
+Every bad field is reported, and in a bulk every bad item (up to ``MAX_ERRORS``), not just the first.
+The result carries the masked plaintexts the writer encrypts, the COPY row, and the 201 body.
 """
 
 from __future__ import annotations
@@ -16,28 +18,41 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 import msgspec
 import uuid_utils
 
+from app.errors import ApiError
 from app.logs.masking import mask_event
 from app.logs.schemas import ACTION_PATTERN, EventIn, EventOut
+from app.validation import (
+    MAX_ERRORS,
+    check_depth,
+    decode_json,
+    not_json,
+    pointer,
+    struct_problems,
+    too_deep,
+    unprocessable,
+)
 
 __all__ = [
+    "EARLIEST_TIMESTAMP",
     "FUTURE_TOLERANCE",
     "FieldError",
+    "FieldErrors",
     "PreparedEvent",
-    "decode_bulk",
-    "decode_event",
+    "prepare_bulk",
+    "prepare_client_event",
     "prepare_event",
     "request_hash",
 ]
 
 FUTURE_TOLERANCE = timedelta(minutes=5)
+EARLIEST_TIMESTAMP = datetime(2000, 1, 1, tzinfo=UTC)
+"""Events dated before this are refused (a clock at its epoch, a unit mix-up), as in the OpenAPI document."""
 _ACTION_RE = re.compile(ACTION_PATTERN.rstrip("$") + r"\Z")
-_AT_RE = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
-_MISSING_RE = re.compile(r"Object missing required field `(?P<name>[^`]+)`")
 _TEXT_FIELDS = (
     "action",
     "resource_type",
@@ -50,29 +65,43 @@ _TEXT_FIELDS = (
 )
 
 _event_decoder = msgspec.json.Decoder(EventIn)
-_raw_list_decoder = msgspec.json.Decoder(list[msgspec.Raw])
+_any_decoder = msgspec.json.Decoder()
 
 
-class _RawItems(msgspec.Struct, forbid_unknown_fields=False):
+class _RawItems(msgspec.Struct, forbid_unknown_fields=True):
     items: list[msgspec.Raw]
 
 
 _raw_bulk_decoder = msgspec.json.Decoder(list[msgspec.Raw] | _RawItems)
-_any_decoder = msgspec.json.Decoder()
 
 
 class FieldError(Exception):
-    """A refused event: ``status`` (400 malformed, 413 too large, 422 invalid), the field and why."""
+    """A refused event: ``status`` (400 malformed, 413 too large, 422 invalid), the field and why.
 
-    def __init__(self, field: str | None, message: str, *, status: int = 422, index: int | None = None) -> None:
+    ``path`` locates the value inside the event (``("metadata", "a")``); ``index`` is the bulk item.
+    """
+
+    def __init__(
+        self,
+        field: str | None,
+        message: str,
+        *,
+        status: int = 422,
+        index: int | None = None,
+        path: tuple[str | int, ...] | None = None,
+    ) -> None:
         super().__init__(message)
         self.field = field
         self.message = message
         self.status = status
         self.index = index
+        self.path: tuple[str | int, ...] = path if path is not None else ((field,) if field else ())
+        self.prefix: tuple[str | int, ...] = ()
+        """Where the event sits in the body (bulk: ``(i,)`` or ``("items", i)``)."""
 
     def as_error(self) -> dict[str, Any]:
-        err: dict[str, Any] = {"field": self.field or "body", "message": self.message}
+        err: dict[str, Any] = {"field": self.field or "body", "pointer": pointer((*self.prefix, *self.path)),
+                               "message": self.message}  # fmt: skip
         if self.index is not None:
             err = {"index": self.index, **err}
         return err
@@ -81,6 +110,40 @@ class FieldError(Exception):
         where = f"{self.field}: " if self.field else ""
         prefix = f"item {self.index}: " if self.index is not None else ""
         return f"{prefix}{where}{self.message}"
+
+    def problem(self) -> ApiError:
+        """The problem response (400/413 with one error, 422 listing every error)."""
+        if self.status == 422:
+            return unprocessable([self.as_error()])
+        return ApiError(self.status, self.detail(), errors=[self.as_error()])
+
+
+class FieldErrors(FieldError):
+    """Several refusals at once (every bad field, every bad bulk item, up to ``MAX_ERRORS``)."""
+
+    def __init__(self, errors: list[FieldError], *, more: int = 0) -> None:
+        first = errors[0]
+        super().__init__(first.field, first.message, status=first.status, index=first.index, path=first.path)
+        self.prefix = first.prefix
+        self.errors = errors
+        self.more = more
+
+    def detail(self) -> str:
+        return "; ".join(e.detail() for e in self.errors)
+
+    def problem(self) -> ApiError:
+        return unprocessable([e.as_error() for e in self.errors], more=self.more)
+
+
+def _refuse(errors: list[FieldError]) -> NoReturn:
+    if len(errors) == 1:
+        raise errors[0]
+    raise FieldErrors(errors) if errors else FieldError(None, "is not valid")
+
+
+def _check(errors: list[FieldError]) -> None:
+    if errors:
+        _refuse(errors)
 
 
 @dataclass(slots=True)
@@ -113,75 +176,93 @@ class PreparedEvent:
         )
 
 
-def _field_error(exc: msgspec.ValidationError, body: bytes, index: int | None = None) -> FieldError:
+def _type_errors(body: bytes, max_depth: int) -> list[FieldError]:
+    """Every field of an event body that breaks its type (after the typed decoder refused it)."""
+    data = decode_json(body, max_depth=max_depth)  # 400 when it is not JSON at all
+    problems = struct_problems(data, EventIn)
+    return [FieldError(_field_name(p.path), p.message, path=p.path) for p in problems] or [
+        FieldError(None, "is not a valid event")
+    ]
+
+
+def _field_name(path: tuple[str | int, ...]) -> str | None:
+    return ".".join(str(p) for p in path if not isinstance(p, int)) or None
+
+
+def decode_event(body: bytes, *, max_depth: int) -> EventIn:
+    """Decode one event: 400 (not JSON, nested too deeply), 422 naming every field of the wrong type."""
     try:
-        _any_decoder.decode(body)
-    except msgspec.DecodeError:
-        return FieldError(None, "malformed JSON body", status=400, index=index)
-    m = _AT_RE.match(str(exc))
-    msg, path = (m.group("msg"), m.group("path") or "") if m else (str(exc), "")
-    missing = _MISSING_RE.search(msg)
-    if missing:
-        path = f"{path}.{missing.group('name')}"
-        msg = "is required"
-    field = path.lstrip(".") or None
-    return FieldError(field, msg, index=index)
+        event = _event_decoder.decode(body)
+    except msgspec.ValidationError:
+        _refuse(_type_errors(body, max_depth))
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        raise not_json() from None
+    except RecursionError:
+        raise too_deep(max_depth) from None
+    if body.count(b"{") + body.count(b"[") > max_depth:  # could nest too deeply: look (rare)
+        check_depth(body, _any_decoder.decode(body), max_depth)
+    return event
 
 
-def decode_event(body: bytes) -> EventIn:
-    """Decode one event; raises ``FieldError`` (400 for malformed JSON, 422 naming the field)."""
-    try:
-        return _event_decoder.decode(body)
-    except msgspec.ValidationError as exc:
-        raise _field_error(exc, body) from None
-    except msgspec.DecodeError:
-        raise FieldError(None, "malformed JSON body", status=400) from None
-
-
-def decode_bulk(body: bytes, *, max_items: int, max_item_bytes: int) -> list[EventIn]:
-    """Decode a bulk body (an array, or ``{"items": [...]}``); every refusal names the item's index."""
+def _decode_bulk_body(body: bytes, max_items: int, max_depth: int) -> tuple[list[msgspec.Raw], tuple[str, ...]]:
     try:
         raw = _raw_bulk_decoder.decode(body)
     except msgspec.ValidationError:
-        try:
-            _any_decoder.decode(body)
-        except msgspec.DecodeError:
-            raise FieldError(None, "malformed JSON body", status=400) from None
-        raise FieldError("items", "body must be a JSON array of events or an object with an items array") from None
-    except msgspec.DecodeError:
-        raise FieldError(None, "malformed JSON body", status=400) from None
-    items = raw.items if isinstance(raw, _RawItems) else raw
+        data = decode_json(body, max_depth=max_depth)  # 400 when it is not JSON at all
+        if not isinstance(data, dict):
+            raise FieldError(None, "must be a JSON array of events or an object with an items array") from None
+        _refuse([FieldError(_field_name(p.path), p.message, path=p.path) for p in struct_problems(data, _RawItems)])
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        raise not_json() from None
+    except RecursionError:
+        raise too_deep(max_depth) from None
+    items, prefix = (raw.items, ("items",)) if isinstance(raw, _RawItems) else (raw, ())
     if not 1 <= len(items) <= max_items:
-        raise FieldError("items", f"must hold 1 to {max_items} events, got {len(items)}")
-    events: list[EventIn] = []
-    for i, item in enumerate(items):
-        if len(item) > max_item_bytes:
-            raise FieldError(None, f"event is larger than {max_item_bytes} bytes", status=413, index=i)
-        try:
-            events.append(_event_decoder.decode(item))
-        except msgspec.ValidationError as exc:
-            raise _field_error(exc, bytes(item), index=i) from None
-    return events
+        raise FieldError("items", f"must hold 1 to {max_items} events, got {len(items)}", path=prefix)
+    return items, prefix
 
 
-def _check_text(ev: EventIn) -> None:
+def _rule_errors(ev: EventIn, now: datetime) -> list[FieldError]:
+    """The rules the types cannot express (every one checked, so all are reported together)."""
+    errors: list[FieldError] = []
     if not _ACTION_RE.match(ev.action):
-        raise FieldError("action", f"must match {ACTION_PATTERN}")
+        errors.append(FieldError("action", f"must match {ACTION_PATTERN}"))
     for name in _TEXT_FIELDS:
         value = getattr(ev, name)
         if value is not None and "\x00" in value:
-            raise FieldError(name, "must not contain NUL characters")
+            errors.append(FieldError(name, "must not contain NUL characters"))
+    if ev.timestamp is not None:
+        timestamp = ev.timestamp.astimezone(UTC)
+        if timestamp > now + FUTURE_TOLERANCE:
+            errors.append(FieldError("timestamp", "must not be more than 5 minutes in the future"))
+        elif timestamp < EARLIEST_TIMESTAMP:
+            errors.append(FieldError("timestamp", f"must not be before {EARLIEST_TIMESTAMP:%Y-%m-%dT%H:%M:%SZ}"))
+    if ev.ip_address is not None and canonical_ip(ev.ip_address) is None:
+        errors.append(FieldError("ip_address", "must be a valid IPv4 or IPv6 address"))
+    return errors
 
 
-def _normalise_ip(value: str | None) -> str | None:
-    if value is None:
+def _client_errors(ev: EventIn, now: datetime) -> list[FieldError]:
+    """``_rule_errors`` plus what only clients may not do: use a resource type reserved for the service."""
+    from app.audit_trail.service_events import is_service_resource_type  # it imports this module
+
+    errors = _rule_errors(ev, now)
+    if is_service_resource_type(ev.resource_type):
+        errors.append(FieldError("resource_type", "is reserved for the service's own events (audit_log, auditlog.*)"))
+    return errors
+
+
+def canonical_ip(value: str) -> str | None:
+    """The address in canonical text (IPv4-mapped IPv6 as ``::ffff:1.2.3.4``), or ``None`` if not one."""
+    if "%" in value:  # a zone id is not an address
         return None
     try:
-        if "%" in value:
-            raise ValueError(value)
-        return str(ipaddress.ip_address(value))
+        ip = ipaddress.ip_address(value)
     except ValueError:
-        raise FieldError("ip_address", "must be a valid IPv4 or IPv6 address") from None
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return f"::ffff:{ip.ipv4_mapped}"
+    return str(ip)
 
 
 def _strings(value: Any) -> Iterator[str]:
@@ -209,15 +290,18 @@ def new_event_id() -> uuid.UUID:
 
 
 def prepare_event(ev: EventIn, *, tenant_id: uuid.UUID, actor: str, now: datetime) -> PreparedEvent:
-    """Validate the rules types cannot express, mask, and build the stored event (``FieldError``)."""
-    _check_text(ev)
-    if ev.timestamp is None:
-        timestamp = now
-    else:
-        timestamp = ev.timestamp.astimezone(UTC)
-        if timestamp > now + FUTURE_TOLERANCE:
-            raise FieldError("timestamp", "must not be more than 5 minutes in the future")
-    ip = _normalise_ip(ev.ip_address)
+    """Validate the rules types cannot express, mask, and build the stored event (``FieldError``).
+
+    The service's own writers (read audit, administrative events) call this directly; client events come
+    through :func:`prepare_client_event` / :func:`prepare_bulk`, which also refuse reserved resource types.
+    """
+    _check(_rule_errors(ev, now))
+    return _build(ev, tenant_id=tenant_id, actor=actor, now=now)
+
+
+def _build(ev: EventIn, *, tenant_id: uuid.UUID, actor: str, now: datetime) -> PreparedEvent:
+    timestamp = now if ev.timestamp is None else ev.timestamp.astimezone(UTC)
+    ip = canonical_ip(ev.ip_address) if ev.ip_address is not None else None
     masked = mask_event(ev.message, ev.metadata, ev.before_state, ev.after_state)
     if masked.metadata is None and masked.before_state is None and masked.after_state is None:
         payload = None
@@ -254,6 +338,61 @@ def prepare_event(ev: EventIn, *, tenant_id: uuid.UUID, actor: str, now: datetim
         payload_plain=payload,
         pii_plain=msgspec.json.encode(masked.pii) if masked.pii else None,
     )
+
+
+def prepare_client_event(
+    body: bytes, *, tenant_id: uuid.UUID, actor: str, now: datetime, max_depth: int
+) -> PreparedEvent:
+    """One client event from its bytes: 400 (not JSON, too deep) or 422 naming every bad field."""
+    event = decode_event(body, max_depth=max_depth)
+    _check(_client_errors(event, now))
+    return _build(event, tenant_id=tenant_id, actor=actor, now=now)
+
+
+def prepare_bulk(
+    body: bytes,
+    *,
+    tenant_id: uuid.UUID,
+    actor: str,
+    now: datetime,
+    max_items: int,
+    max_item_bytes: int,
+    max_depth: int,
+) -> list[PreparedEvent]:
+    """A bulk body (an array, or ``{"items": [...]}``), all or nothing.
+
+    Every bad item is reported (up to ``MAX_ERRORS`` errors), each error with the item's ``index``; nothing is
+    prepared for storage unless every item is valid.
+    """
+    items, prefix = _decode_bulk_body(body, max_items, max_depth)
+    events: list[EventIn] = []
+    errors: list[FieldError] = []
+    more = 0
+    for index, item in enumerate(items):
+        if len(item) > max_item_bytes:
+            found = [FieldError(None, f"event is larger than {max_item_bytes} bytes", status=413)]
+        else:
+            try:
+                event = decode_event(bytes(item), max_depth=max_depth)
+            except FieldError as exc:
+                found = exc.errors if isinstance(exc, FieldErrors) else [exc]
+            except ApiError as exc:  # this item is not JSON the decoder accepts (too deep)
+                found = [FieldError(None, exc.detail, status=400)]
+            else:
+                found = _client_errors(event, now)
+                events.append(event)
+        for err in found:
+            if err.status != 422:  # too large or too deep: that status for the whole body, this item named
+                err.index, err.prefix = index, (*prefix, index)
+                raise err
+            if len(errors) < MAX_ERRORS:
+                err.index, err.prefix = index, (*prefix, index)
+                errors.append(err)
+            else:
+                more += 1
+    if errors:
+        raise FieldErrors(errors, more=more)
+    return [_build(ev, tenant_id=tenant_id, actor=actor, now=now) for ev in events]
 
 
 def request_hash(route: str, body: bytes) -> bytes:

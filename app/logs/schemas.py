@@ -1,7 +1,8 @@
 """The audit event as clients send it and as the API returns it (``../shared/API.md``, "The event").
 
 Validation lives in the types: msgspec refuses a bad field with its name (and, for bulk, its index)
-before anything reaches the database.
+before anything reaches the database. Unknown fields are refused (422 naming them), as on every request
+body; ``id``, ``tenant_id`` and ``received_at`` are declared, so a client may echo an event back, and ignored.
 """
 
 from __future__ import annotations
@@ -34,11 +35,26 @@ ResourceType = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 Short = Annotated[str, msgspec.Meta(max_length=256)]
 UserAgent = Annotated[str, msgspec.Meta(max_length=1024)]
 Message = Annotated[str, msgspec.Meta(max_length=64 * 1024)]
-AwareTime = Annotated[datetime, msgspec.Meta(tz=True, description="RFC 3339 with a zone; naive is refused")]
+AwareTime = Annotated[
+    datetime,
+    msgspec.Meta(
+        tz=True,
+        description="RFC 3339 with a zone; naive is refused. From 2000-01-01T00:00:00Z to 5 minutes from now.",
+    ),
+]
+IpAddress = Annotated[
+    str,
+    msgspec.Meta(
+        max_length=64,
+        description="An IPv4 or IPv6 address; stored and returned in canonical form (IPv4-mapped as ::ffff:a.b.c.d)",
+        extra_json_schema={"anyOf": [{"format": "ipv4"}, {"format": "ipv6"}]},
+    ),
+]
+Ignored = Annotated[Any, msgspec.Meta(description="Ignored if sent: the server sets it.")]
 JsonObject = dict[str, Any]
 
 
-class EventIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=False):
+class EventIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """One event as sent by a client. ``id``, ``tenant_id`` and ``received_at`` are ignored if sent."""
 
     action: Action
@@ -49,15 +65,15 @@ class EventIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=False):
     request_id: Short | None = None
     severity: Severity = "INFO"
     timestamp: AwareTime | None = None
-    ip_address: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+    ip_address: IpAddress | None = None
     user_agent: UserAgent | None = None
     message: Message | None = None
     before_state: JsonObject | None = None
     after_state: JsonObject | None = None
     metadata: JsonObject | None = None
-    tenant_id: Any = None
-    id: Any = None
-    received_at: Any = None
+    tenant_id: Ignored = None
+    id: Ignored = None
+    received_at: Ignored = None
 
 
 class EventOut(msgspec.Struct, kw_only=True):
@@ -90,7 +106,7 @@ class BulkResult(msgspec.Struct, kw_only=True):
     ids: list[uuid.UUID]
 
 
-class BulkItems(msgspec.Struct, kw_only=True, forbid_unknown_fields=False):
+class BulkItems(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """The object form of a bulk body: ``{"items": [...]}`` (the plain array form is accepted too)."""
 
     items: list[EventIn]
