@@ -15,7 +15,7 @@ import contextlib
 import os
 import tempfile
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -106,16 +106,24 @@ class LakeStore:
 
     async def commit(self, staged: Path, rel: str) -> int:
         """Make ``staged`` durable as ``rel`` (replacing a previous file of that name); returns its size."""
-        size = (await asyncio.to_thread(staged.stat)).st_size
-        if self.is_s3:
-            try:
-                async with self._s3() as s3:
+        return (await self.commit_many([(staged, rel)]))[0]
+
+    async def commit_many(self, files: Sequence[tuple[Path, str]]) -> list[int]:
+        """:meth:`commit` for several files: one S3 client, or one thread hop and one fsync per folder."""
+        if not files:
+            return []
+        if not self.is_s3:
+            return await asyncio.to_thread(_durable_renames, [(staged, Path(self.url) / rel) for staged, rel in files])
+        sizes = []
+        try:
+            async with self._s3() as s3:
+                for staged, rel in files:
+                    sizes.append((await asyncio.to_thread(staged.stat)).st_size)
                     await s3.upload_file(str(staged), self.bucket, self._key(rel))
-            finally:
+        finally:
+            for staged, _ in files:
                 await asyncio.to_thread(staged.unlink, missing_ok=True)
-        else:
-            await asyncio.to_thread(_durable_rename, staged, Path(self.url) / rel)
-        return size
+        return sizes
 
     async def delete(self, rels: Iterable[str]) -> None:
         """Delete files (missing ones are fine)."""
@@ -168,17 +176,25 @@ class LakeStore:
         return aioboto3.Session().client("s3", endpoint_url=self.endpoint_url)
 
 
-def _durable_rename(staged: Path, final: Path) -> None:
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(staged, os.O_RDONLY)
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
-    os.replace(staged, final)
-    for folder in (final.parent, final.parent.parent):
-        dfd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+
+
+def _durable_renames(files: list[tuple[Path, Path]]) -> list[int]:
+    """fsync each staged file, rename it into place, then fsync every folder that gained an entry."""
+    sizes = []
+    folders: dict[Path, None] = {}
+    for staged, final in files:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        _fsync(staged)
+        sizes.append(staged.stat().st_size)
+        os.replace(staged, final)
+        folders[final.parent] = None
+        folders[final.parent.parent] = None
+    for folder in folders:
+        _fsync(folder)
+    return sizes
