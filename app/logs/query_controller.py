@@ -41,6 +41,7 @@ from app.logs.schemas import ACTION_PATTERN, EventOut, EventPage
 from app.read_audit import get_recorder
 from app.responses import EncodedJSON
 from app.runtime import Runtime
+from db.fts import bind_search
 
 if TYPE_CHECKING:
     from app.auth.principal import Principal
@@ -208,6 +209,8 @@ async def list_logs(request: Request[Any, Any, Any]) -> EventPage:
         after = (pos.timestamp, pos.id)
     sql, args = build_list_sql(tenant_id, query.filters, after=after, limit=query.limit)
     async with runtime.db.read(tenant_id) as pg:
+        if query.filters.q is not None:  # the search view applies it inside its security barrier
+            await bind_search(pg, query.filters.q, local=False)
         rows = await pg.fetch(sql, *args)
         keyring = await runtime.keyrings.get(pg, tenant_id)
     more = len(rows) > query.limit

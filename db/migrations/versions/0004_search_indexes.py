@@ -15,8 +15,13 @@ superuser; the owner is not one.
 applies underneath, not the RLS barrier) that exposes exactly the current transaction's tenant:
 ``WHERE tenant_id = auditlog_current_tenant()`` (NULL when no tenant is set, so it is then empty). The
 read path uses it only for queries with ``q``, and always adds its own ``tenant_id = $1`` too. The API
-role gets SELECT on the view and nothing else; it cannot create functions (no CREATE on ``public``), so
-the view's missing security barrier cannot be exploited with a leaky function of its own.
+role gets SELECT on the view and nothing else.
+
+Correction (issue 14 finding 12): this revision said the API role "cannot create functions (no CREATE on
+``public``)", so the view's missing security barrier could not be exploited. That was wrong: PUBLIC keeps
+TEMP on the database, so the API role can create a leaky function in ``pg_temp`` (and built-in functions
+can leak their arguments in errors). Migration 0010 makes the view a security barrier and moves the search
+inside it; the SQL below is left as it was applied.
 """
 
 from __future__ import annotations
