@@ -97,5 +97,9 @@ def logging_dictconfig(level: str = "INFO", *, json_lines: bool = True) -> dict[
 
 
 def configure_logging(level: str = "INFO", *, json_lines: bool = True) -> None:
-    """Apply ``logging_dictconfig`` to this process (idempotent: it replaces the root's handlers)."""
+    """Apply ``logging_dictconfig`` to this process (idempotent: it replaces the root's handlers).
+
+    Python warnings go through logging too (``py.warnings``), so they are JSON lines like the rest.
+    """
     logging.config.dictConfig(logging_dictconfig(level, json_lines=json_lines))
+    logging.captureWarnings(True)
