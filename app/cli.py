@@ -71,13 +71,14 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from app.database import prepare_database
     from app.observability import configure_logging
     from app.alerts.evaluator import alerts_plugin
+    from app.retention.plugin import retention_plugin
     from jobs.worker import run_worker
 
     settings = load_settings()
     configure_logging(settings.log_level, json_lines=settings.log_json)
     embedded = prepare_database(settings, run_migrations=False)
     try:
-        run_worker(settings.jobs_config(), plugins=[alerts_plugin(settings)])
+        run_worker(settings.jobs_config(), plugins=[alerts_plugin(settings), retention_plugin(settings)])
     finally:
         _release(embedded)
     return 0

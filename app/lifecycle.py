@@ -45,8 +45,11 @@ async def start_services(runtime: Runtime) -> None:
         from jobs.worker import start_worker  # only when the worker runs in this process
 
         from app.alerts.evaluator import alerts_plugin
+        from app.retention.plugin import retention_plugin
 
-        runtime.services["worker"] = await start_worker(settings.jobs_config(), plugins=[alerts_plugin(settings)])
+        runtime.services["worker"] = await start_worker(
+            settings.jobs_config(), plugins=[alerts_plugin(settings), retention_plugin(settings, runtime)]
+        )
 
 
 async def stop_services(runtime: Runtime) -> None:

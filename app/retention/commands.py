@@ -23,8 +23,6 @@ if TYPE_CHECKING:
 
 __all__ = ["export_lake_now", "run_apply_retention", "run_export_lake"]
 
-RETENTION_ACTOR = "system:retention"
-
 
 async def run_export_lake(settings: Settings) -> dict[str, int]:
     from app.runtime import make_engine
@@ -43,6 +41,7 @@ async def run_export_lake(settings: Settings) -> dict[str, int]:
 
 async def run_apply_retention(settings: Settings) -> dict[str, int]:
     from app.logs.ingest import IngestWriter
+    from app.retention.plugin import RETENTION_ACTOR
     from app.retention.service import record_purge
     from app.runtime import build_runtime
 

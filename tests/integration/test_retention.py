@@ -11,6 +11,7 @@ from typing import Any
 import asyncpg
 
 from analytics.lake import LakeStore, export_tenant
+from app.retention.plugin import retention_plugin
 from jobs.lake import lake_context
 from jobs.retention import apply_retention
 from jobs.tasks import precreate_partitions
@@ -165,16 +166,15 @@ async def test_retention_route_validates_and_the_job_archives_before_removing(
         recent = await post_events(client, t.id, sample_events(10, now - timedelta(days=10)))
         kept_other = await post_events(client, other.id, sample_events(10, now - timedelta(days=40)))
         runtime = client.app.state.runtime
-        recorded: list[Any] = []
-
-        async def record(tenant_id: uuid.UUID, result: Any) -> None:
-            recorded.append((tenant_id, result.deleted))
-
-        ctx: dict[str, Any] = {"db": runtime.db, "keyrings": runtime.keyrings, "record_purge": record}
+        ctx: dict[str, Any] = {"db": runtime.db, "keyrings": runtime.keyrings}
         lake_context(ctx, settings.jobs_config())
-        totals = await apply_retention(ctx)
+        plugin = retention_plugin(settings)  # as in `auditlog worker`: its own ingest writer
+        await plugin.startup(ctx)
+        try:
+            totals = await apply_retention(ctx)
+        finally:
+            await plugin.shutdown(ctx)
         assert totals["failed"] == 0 and totals["deleted"] == len(old)
-        assert recorded == [(tid, len(old))]
 
         conn = await api_conn(database)
         try:
@@ -191,6 +191,12 @@ async def test_retention_route_validates_and_the_job_archives_before_removing(
         tid,
     )
     assert changes[0]["n"] == 2
+    purges = await _owner_fetch(
+        database,
+        "SELECT user_id FROM audit_logs WHERE tenant_id = $1 AND action = 'EVENTS_PURGED'",
+        tid,
+    )
+    assert [r["user_id"] for r in purges] == ["system:retention"]
 
 
 async def test_cleanup_refuses_bad_before_and_non_admins(database: Database, tmp_path: Path) -> None:
