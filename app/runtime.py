@@ -13,9 +13,10 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.auth import authenticator as auth_module
 from app.auth.authenticator import Authenticator
 from app.auth.jwt import TokenService
-from app.auth.revocation import RevocationRegistry
+from app.auth.revocation import RevocationRegistry, remember_seconds
 from app.settings import Settings
 from db.crypto import LocalMasterKey
 from db.engine import make_engine as db_engine
@@ -96,7 +97,10 @@ async def build_runtime(settings: Settings) -> Runtime:
     )
     assert settings.database_url
     revocations = RevocationRegistry(
-        plain_dsn(settings.database_url), horizon_seconds=settings.access_token_ttl_seconds + 60
+        plain_dsn(settings.database_url),
+        remember_seconds=remember_seconds(
+            access_token_ttl=settings.access_token_ttl_seconds, api_key_cache=auth_module.API_KEY_CACHE_SECONDS
+        ),
     )
     await revocations.start()
     assert settings.master_key, "AUDIT_MASTER_KEY must be set"
@@ -107,6 +111,6 @@ async def build_runtime(settings: Settings) -> Runtime:
         db=db,
         tokens=tokens,
         revocations=revocations,
-        authenticator=Authenticator(db, tokens, revocations),
+        authenticator=Authenticator(db, tokens, revocations, failed_auth_per_minute=settings.failed_auth_per_minute),
         keyrings=keyrings,
     )

@@ -90,6 +90,9 @@ class Settings(BaseSettings):
     """Requests per minute per tenant and caller on ``/api/v1/logs...``."""
     rate_limit_other_routes: int = 100
     """Requests per minute per tenant and caller on every other route."""
+    failed_auth_per_minute: int = Field(default=30, ge=1)
+    """Failed authentications (bad token or API key, failed login) per minute per client address; past it,
+    that address gets ``429`` with ``Retry-After`` before its credentials are checked."""
 
     max_event_bytes: int = 64 * 1024
     max_bulk_bytes: int = 64 * 1024 * 1024

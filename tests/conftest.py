@@ -138,6 +138,7 @@ def make_settings(database: Database, tmp_path: Path, **overrides: Any) -> Setti
         # Generous budgets so functional tests never meet the limiter; test_rate_limits sets its own.
         "rate_limit_log_routes": 1_000_000,
         "rate_limit_other_routes": 1_000_000,
+        "failed_auth_per_minute": 1_000_000,
     }
     values.update(overrides)
     return Settings(**values)

@@ -114,6 +114,8 @@ class KeyUsageFlusher:
                     text(
                         "UPDATE api_keys SET last_used_at = :at WHERE id = :id"
                         " AND (last_used_at IS NULL OR last_used_at < :at)"
+                        # a use that raced a revocation (another process, before its NOTIFY) is not recorded
+                        " AND (revoked_at IS NULL OR revoked_at >= :at)"
                     ),
                     params,
                 )

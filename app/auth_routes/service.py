@@ -1,12 +1,19 @@
-"""Sessions: password login with account lockout, refresh-token rotation with reuse detection, logout.
+"""Sessions: password login throttled per account and source, refresh-token rotation with reuse detection,
+logout, and the trace of each in the tenant's own log.
 
 A login opens a ``sessions`` row; the client gets a short-lived JWT naming that session and an opaque,
 single-use refresh token ``rt_<tenant id hex>_<secret>`` (the tenant is readable from the token, so the
 refresh never looks across tenants; only its SHA-256 is stored). A refresh token presented twice means
 it leaked: the whole session is revoked. Revoking writes ``revoked_at`` and sends ``NOTIFY
 auditlog_revoked`` in one transaction, so every API process refuses the session's tokens within a second.
-Every way a login can fail (unknown tenant, unknown user, wrong password, locked account) answers the same
-401 after the same amount of password hashing, so a response never tells which accounts exist.
+
+Every way a login can fail (unknown tenant, unknown user, wrong password, disabled user, throttled) answers
+the same 401 after the same amount of password hashing. Within a known tenant the known-user and the
+unknown-user paths run the same statements too: one throttle reservation (``app.auth.throttle``, counted
+before the check), one user look-up, one hash verification, one ``LOGIN_FAILED`` event; so neither the
+response nor its timing tells which usernames exist. ``LOGIN_FAILED`` for an unknown username names no
+user and keeps nothing of what was typed (it may be a password typed into the wrong box). An unknown
+tenant records nothing (there is no tenant to record it in).
 """
 
 from __future__ import annotations
@@ -14,11 +21,14 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.audit_trail.service_events import SESSION, USER, record_service_event
+from app.auth import throttle
 from app.auth.passwords import hash_password, needs_rehash, verify_dummy, verify_password
 from app.auth.principal import Role
 from app.auth.revocation import CHANNEL
@@ -28,23 +38,25 @@ from app.errors import ApiError
 from app.runtime import Runtime
 from app.tenants.service import find_tenant
 
+if TYPE_CHECKING:
+    from litestar import Request
+
 __all__ = [
-    "LOCK_BASE_SECONDS",
-    "LOCK_MAX_SECONDS",
-    "LOCK_THRESHOLD",
     "InvalidLogin",
     "login",
     "refresh",
     "revoke_session",
+    "revoke_user_sessions",
 ]
 
-LOCK_THRESHOLD = 5
-"""Consecutive failed logins after which the account is locked."""
-LOCK_BASE_SECONDS = 30.0
-"""First lock period; each further failure after a lock doubles it."""
-LOCK_MAX_SECONDS = 900.0
+ANONYMOUS = "anonymous"
+"""The ``user_id`` of a failed login's event when no user of that name exists."""
 
 _REFRESH_RE = re.compile(r"rt_([0-9a-f]{32})_([A-Za-z0-9_-]{43})")
+_FIND_USER = text(
+    "SELECT id, role, password_hash, disabled_at IS NOT NULL AS disabled"
+    " FROM users WHERE lower(username) = lower(:u) AND deleted_at IS NULL"
+)
 
 
 class InvalidLogin(ApiError):
@@ -90,68 +102,111 @@ async def _new_pair(
     return TokenPair(access_token=access, refresh_token=refresh_token, expires_in=runtime.tokens.ttl_seconds)
 
 
-async def login(runtime: Runtime, tenant_ref: str, username: str, password: str) -> TokenPair:
+def _reason(attempt: throttle.Attempt, row: Any) -> str:
+    if not attempt.allowed:
+        return "throttled"
+    if row is None:
+        return "unknown_user"
+    return "disabled" if row.disabled else "wrong_password"
+
+
+async def login(
+    runtime: Runtime,
+    tenant_ref: str,
+    username: str,
+    password: str,
+    *,
+    source: str = "-",
+    request: Request[Any, Any, Any] | None = None,
+) -> TokenPair:
+    """Check a password (throttled per account and ``source`` address) and open a session."""
     found = await find_tenant(runtime.db, tenant_ref)
     if found is None:
         await anyio.to_thread.run_sync(verify_dummy, password)
         raise InvalidLogin()
     tenant_id = found[0]
-    pair: TokenPair | None = None
+    # Counted and committed before the check, so concurrent guesses cannot outrun the limits.
     async with runtime.db.tenant(tenant_id) as session:
-        row = (
-            await session.execute(
-                text(
-                    "SELECT id, role, password_hash, disabled_at IS NOT NULL AS disabled,"
-                    " coalesce(locked_until > now(), false) AS locked"
-                    " FROM users WHERE lower(username) = lower(:u)"
-                ),
-                {"u": username},
-            )
-        ).first()
-        if row is None or row.locked or row.disabled:
-            await anyio.to_thread.run_sync(verify_dummy, password)
-        elif not await anyio.to_thread.run_sync(verify_password, row.password_hash, password):
-            await session.execute(
-                text(
-                    "UPDATE users SET failed_logins = failed_logins + 1, locked_until = CASE"
-                    " WHEN failed_logins + 1 >= :n THEN now() + make_interval(secs =>"
-                    "  least(:base * power(2, failed_logins + 1 - :n), :cap)) ELSE locked_until END"
-                    " WHERE id = :id"
-                ),
-                {"id": row.id, "n": LOCK_THRESHOLD, "base": LOCK_BASE_SECONDS, "cap": LOCK_MAX_SECONDS},
-            )
-        else:
-            new_hash = None
-            if needs_rehash(row.password_hash):
-                new_hash = await anyio.to_thread.run_sync(hash_password, password)
-            await session.execute(
-                text(
-                    "UPDATE users SET failed_logins = 0, locked_until = NULL,"
-                    " password_hash = coalesce(:h, password_hash) WHERE id = :id"
-                ),
-                {"id": row.id, "h": new_hash},
-            )
-            pair = await _new_pair(
-                runtime,
-                session,
-                tenant_id=tenant_id,
-                user_id=row.id,
-                role=Role(row.role),
-                session_id=uuid.uuid4(),
-                new_session=True,
-            )
-    # Outside the transaction: a failure's counter update must be committed, not rolled back by the 401.
-    if pair is None:
+        attempt = await throttle.reserve(session, username, source)
+        row = (await session.execute(_FIND_USER, {"u": username})).first()
+    if not attempt.allowed or row is None or row.disabled:
+        await anyio.to_thread.run_sync(verify_dummy, password)
+        ok = False
+    else:
+        ok = await anyio.to_thread.run_sync(verify_password, row.password_hash, password)
+    if not ok or row is None:
+        await _record_failure(runtime, tenant_id, row, attempt, request)
         raise InvalidLogin()
+    session_id = uuid.uuid4()
+    async with runtime.db.tenant(tenant_id) as session:
+        await throttle.succeeded(session, username, source, attempt)
+        if needs_rehash(row.password_hash):
+            new_hash = await anyio.to_thread.run_sync(hash_password, password)
+            await session.execute(
+                text("UPDATE users SET password_hash = :h WHERE id = :id"), {"id": row.id, "h": new_hash}
+            )
+        pair = await _new_pair(
+            runtime,
+            session,
+            tenant_id=tenant_id,
+            user_id=row.id,
+            role=Role(row.role),
+            session_id=session_id,
+            new_session=True,
+        )
+    await record_service_event(
+        runtime,
+        tenant_id=tenant_id,
+        actor=str(row.id),
+        action="LOGIN",
+        resource_type=SESSION,
+        resource_id=str(session_id),
+        details={"user_id": str(row.id), "role": row.role},
+        request=request,
+        session_id=session_id,
+    )
     return pair
 
 
-async def refresh(runtime: Runtime, token: str) -> TokenPair:
+async def _record_failure(
+    runtime: Runtime, tenant_id: uuid.UUID, row: Any, attempt: throttle.Attempt, request: Request[Any, Any, Any] | None
+) -> None:
+    """``LOGIN_FAILED`` (and ``LOCKED_OUT`` when this failure started a lock), the same writes for every user."""
+    actor = str(row.id) if row is not None else ANONYMOUS
+    resource_id = str(row.id) if row is not None else None
+    details = {"reason": _reason(attempt, row), "user_known": row is not None}
+    await record_service_event(
+        runtime,
+        tenant_id=tenant_id,
+        actor=actor,
+        action="LOGIN_FAILED",
+        resource_type=USER,
+        resource_id=resource_id,
+        details=details,
+        severity="WARNING",
+        request=request,
+    )
+    if attempt.locked:
+        await record_service_event(
+            runtime,
+            tenant_id=tenant_id,
+            actor=actor,
+            action="LOCKED_OUT",
+            resource_type=USER,
+            resource_id=resource_id,
+            details={"scope": attempt.locked, "user_known": row is not None},
+            severity="WARNING",
+            request=request,
+        )
+
+
+async def refresh(runtime: Runtime, token: str, *, request: Request[Any, Any, Any] | None = None) -> TokenPair:
     tenant_id = _refresh_tenant(token)
     if tenant_id is None:
         raise InvalidLogin("invalid or expired refresh token")
     pair: TokenPair | None = None
     reused: uuid.UUID | None = None
+    reused_by: str = ANONYMOUS
     async with runtime.db.tenant(tenant_id) as session:
         row = (
             await session.execute(
@@ -170,7 +225,7 @@ async def refresh(runtime: Runtime, token: str) -> TokenPair:
         if row is None or row.revoked or row.expired or row.disabled:
             pass
         elif row.spent:
-            reused = row.session_id
+            reused, reused_by = row.session_id, str(row.user_id)
             await _revoke(session, row.session_id, "refresh token reused")
         else:
             await session.execute(
@@ -186,6 +241,18 @@ async def refresh(runtime: Runtime, token: str) -> TokenPair:
             )
     if reused is not None:
         runtime.revocations.mark(reused)
+        await record_service_event(
+            runtime,
+            tenant_id=tenant_id,
+            actor=reused_by,
+            action="SESSION_REVOKED",
+            resource_type=SESSION,
+            resource_id=str(reused),
+            details={"reason": "refresh token reused"},
+            severity="WARNING",
+            request=request,
+            session_id=reused,
+        )
     if pair is None:
         raise InvalidLogin("invalid or expired refresh token")
     return pair
@@ -204,3 +271,24 @@ async def revoke_session(runtime: Runtime, tenant_id: uuid.UUID, session_id: uui
     async with runtime.db.tenant(tenant_id) as session:
         await _revoke(session, session_id, reason)
     runtime.revocations.mark(session_id)
+
+
+async def revoke_user_sessions(
+    session: AsyncSession, user_id: uuid.UUID, reason: str, *, keep: uuid.UUID | None = None
+) -> list[uuid.UUID]:
+    """Revoke every live session of ``user_id`` (but ``keep``) in ``session``'s transaction, with one
+    ``NOTIFY`` each, sent when it commits. The caller marks the returned ids in its own registry."""
+    rows = (
+        await session.execute(
+            text(
+                "UPDATE sessions SET revoked_at = now(), revoked_reason = :r"
+                " WHERE user_id = :u AND revoked_at IS NULL AND expires_at > now()"
+                " AND (CAST(:keep AS uuid) IS NULL OR id <> CAST(:keep AS uuid)) RETURNING id"
+            ),
+            {"u": user_id, "r": reason, "keep": keep},
+        )
+    ).all()
+    ids = [r.id for r in rows]
+    for sid in ids:
+        await session.execute(text("SELECT pg_notify(:c, :p)"), {"c": CHANNEL, "p": f"session:{sid}"})
+    return ids

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import asyncpg
+import pytest
 
 from app.auth.tokens import hash_secret
 from tests.conftest import ApiClient, Database, make_tenant
@@ -162,3 +164,64 @@ async def test_background_flush_records_last_use(client: ApiClient, database: Da
         assert last_used is not None
     finally:
         await flusher.stop()
+
+
+async def test_a_revoked_key_stays_refused_across_cache_expiry_and_revocation_horizon(
+    database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 14 F2: with a short token TTL the registry forgot revocations before the key cache expired, and
+    the revoked key worked again. Short cache and horizon here, so one full cycle takes a few seconds."""
+    from app.api_keys.service import KeyUsageFlusher
+    from app.auth import authenticator, revocation
+    from tests.conftest import make_settings, running_app
+
+    monkeypatch.setattr(authenticator, "API_KEY_CACHE_SECONDS", 1.0)
+    monkeypatch.setattr(revocation, "JWT_LEEWAY_SECONDS", 0)
+    monkeypatch.setattr(revocation, "MARGIN_SECONDS", 0.5)
+    monkeypatch.setattr(revocation, "POLL_SECONDS", 0.2)
+    async with running_app(make_settings(database, tmp_path, access_token_ttl_seconds=1)) as client:
+        runtime = client.app.state.runtime
+        tenant = await make_tenant(client)
+        created = await _create(client, tenant.admin, "User")
+        key_id = uuid.UUID(created["id"])
+        headers = {"X-API-Key": created["key"]}
+        assert (await client.get("/api/v1/tenants", headers=headers)).status_code == 403  # accepted, cached
+        assert (await client.delete(f"{KEYS}/{created['id']}", headers=tenant.admin)).status_code == 204
+        assert (await client.get("/api/v1/tenants", headers=headers)).status_code == 401
+
+        statuses: list[int] = []
+        forgotten_at = None
+        started = time.monotonic()
+        while time.monotonic() - started < 10:
+            statuses.append((await client.get("/api/v1/tenants", headers=headers)).status_code)
+            if forgotten_at is None and not runtime.revocations.is_revoked(key_id):
+                forgotten_at = time.monotonic()
+            if forgotten_at is not None and time.monotonic() - forgotten_at > 1.5:  # past a cache expiry too
+                break
+            await asyncio.sleep(0.1)
+        assert forgotten_at is not None, "the registry never forgot the revocation: the cycle was not exercised"
+        assert set(statuses) == {401}, statuses
+
+        await KeyUsageFlusher(runtime).flush()
+        (row,) = await _owner_fetch(database, "SELECT last_used_at, revoked_at FROM api_keys WHERE id = $1", key_id)
+        assert row["revoked_at"] is not None
+        assert row["last_used_at"] is None or row["last_used_at"] <= row["revoked_at"]
+
+
+async def test_unknown_keys_are_remembered_briefly_instead_of_queried_each_time(client: ApiClient) -> None:
+    from app.auth.tokens import new_api_key
+
+    runtime = client.app.state.runtime
+    calls = 0
+    load = runtime.authenticator._load_key
+
+    async def counting(public_id: str, now: float) -> Any:
+        nonlocal calls
+        calls += 1
+        return await load(public_id, now)
+
+    runtime.authenticator._load_key = counting
+    key, _, _ = new_api_key()
+    for _ in range(5):
+        assert (await client.get("/api/v1/users", headers={"X-API-Key": key})).status_code == 401
+    assert calls == 1

@@ -12,9 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import httpx
 import jwt
 import pytest
+from sqlalchemy import event as sa_event
 
+from app.auth import throttle
 from app.auth.tokens import SECRET_LENGTH
 from app.auth_routes import service as auth_service
 from tests.conftest import (
@@ -96,46 +99,194 @@ async def test_failed_logins_are_indistinguishable(client: ApiClient) -> None:
     assert min(durations) > 0.005  # every path spends a password hash (argon2 takes tens of ms)
 
 
+def _from(client: ApiClient, address: str) -> httpx.AsyncClient:
+    """Another client of the same app whose requests come from ``address``."""
+    transport = httpx.ASGITransport(app=client.app, client=(address, 40000))
+    return httpx.AsyncClient(transport=transport, base_url="http://testserver")
+
+
+async def _owner_rows(database: Database, sql: str, *args: Any) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(database.dsn(database.owner_url))
+    try:
+        return list(await conn.fetch(sql, *args))
+    finally:
+        await conn.close()
+
+
 async def test_lockout_refuses_even_the_right_password_then_expires(
     client: ApiClient, database: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(auth_service, "LOCK_BASE_SECONDS", 1.5)
+    monkeypatch.setattr(throttle, "BASE_SECONDS", 1.5)
     tenant = await make_tenant(client)
     good = {"tenant": tenant.name, "username": "user", "password": tenant.passwords["user"]}
     bad = {**good, "password": "not-the-password"}
     headers = {"X-Request-ID": "lock"}
     wrong = await client.post(TOKEN, json=bad, headers=headers)
-    for _ in range(auth_service.LOCK_THRESHOLD - 1):
-        assert (await client.post(TOKEN, json=bad, headers=headers)).status_code == 401
+    assert wrong.status_code == 401, wrong.text
+    for _ in range(throttle.PAIR_LIMIT - 1):
+        again = await client.post(TOKEN, json=bad, headers=headers)
+        assert again.status_code == 401, again.text
     locked = await client.post(TOKEN, json=good, headers=headers)
     assert locked.status_code == 401
     assert locked.content == wrong.content  # the lock is not revealed
     await asyncio.sleep(1.6)
     assert (await client.post(TOKEN, json=good)).status_code == 200
-    conn = await asyncpg.connect(database.dsn(database.owner_url))
-    try:
-        row = await conn.fetchrow(
-            "SELECT failed_logins, locked_until FROM users WHERE tenant_id = $1 AND username = 'user'",
-            uuid.UUID(tenant.id),
-        )
-    finally:
-        await conn.close()
-    assert row["failed_logins"] == 0 and row["locked_until"] is None  # success resets the counter
+    rows = await _owner_rows(
+        database,
+        "SELECT account, source, failures FROM login_throttle WHERE tenant_id = $1 AND source <> '*' AND account <> '*'",
+        uuid.UUID(tenant.id),
+    )
+    assert rows == []  # the success cleared its address's failures
 
 
 async def test_lock_period_grows_after_each_further_failure(client: ApiClient, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(auth_service, "LOCK_BASE_SECONDS", 0.5)
+    monkeypatch.setattr(throttle, "BASE_SECONDS", 1.0)
     tenant = await make_tenant(client)
     good = {"tenant": tenant.name, "username": "user", "password": tenant.passwords["user"]}
     bad = {**good, "password": "not-the-password"}
-    for _ in range(auth_service.LOCK_THRESHOLD):
+    for _ in range(throttle.PAIR_LIMIT):
         await client.post(TOKEN, json=bad)
-    await asyncio.sleep(0.6)  # first lock (0.5 s) over; one more failure locks for 1 s
+    await asyncio.sleep(1.1)  # first lock (1 s) over; one more failure locks for 2 s
+    failed_at = time.monotonic()
     assert (await client.post(TOKEN, json=bad)).status_code == 401
-    await asyncio.sleep(0.6)
+    await asyncio.sleep(max(0.0, 1.3 - (time.monotonic() - failed_at)))
     assert (await client.post(TOKEN, json=good)).status_code == 401  # still locked (doubled period)
-    await asyncio.sleep(0.6)
+    await asyncio.sleep(max(0.0, 2.2 - (time.monotonic() - failed_at)))
     assert (await client.post(TOKEN, json=good)).status_code == 200
+
+
+async def test_concurrent_guesses_cannot_exceed_the_allowed_checks(
+    client: ApiClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 14 F3: the lock state was read without a row lock; 12 wrong + the right password sent together
+    got 200 with no lock, and of 40 concurrent wrong guesses 23 were checked."""
+    tenant = await make_tenant(client)
+    checked: list[str] = []
+    real_verify = auth_service.verify_password
+
+    def counting(hash: str, password: str) -> bool:
+        checked.append(password)
+        return real_verify(hash, password)
+
+    monkeypatch.setattr(auth_service, "verify_password", counting)
+    good = {"tenant": tenant.name, "username": "user", "password": tenant.passwords["user"]}
+    bodies = [{**good, "password": f"wrong-guess-{i}"} for i in range(12)] + [good]
+    responses = await asyncio.gather(*(client.post(TOKEN, json=b) for b in bodies))
+    assert len(checked) <= throttle.PAIR_LIMIT, checked
+    if tenant.passwords["user"] not in checked:
+        assert all(r.status_code == 401 for r in responses)
+
+    checked.clear()
+    other = {"tenant": tenant.name, "username": "auditor", "password": "x"}
+    responses = await asyncio.gather(*(client.post(TOKEN, json={**other, "password": f"g-{i}"}) for i in range(40)))
+    assert all(r.status_code == 401 for r in responses)
+    assert len(checked) == throttle.PAIR_LIMIT, len(checked)
+
+
+async def test_an_attacker_elsewhere_cannot_lock_the_owner_out(
+    client: ApiClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 14 F3: any anonymous caller locked a tenant's admin out with 12 requests."""
+    monkeypatch.setattr(throttle, "ACCOUNT_LIMIT", 12)
+    tenant = await make_tenant(client)
+    good = {"tenant": tenant.name, "username": "admin", "password": tenant.passwords["admin"]}
+    attackers = [_from(client, f"203.0.113.{i}") for i in range(1, 5)]
+    owner = _from(client, "198.51.100.7")
+    try:
+        for attacker in attackers:  # 4 addresses x 5 failures: every pair locked, the account lock set
+            for i in range(throttle.PAIR_LIMIT + 3):
+                assert (await attacker.post(TOKEN, json={**good, "password": f"guess-{i}"})).status_code == 401
+        assert (await attackers[0].post(TOKEN, json=good)).status_code == 401  # locked for that address
+        assert (await owner.post(TOKEN, json=good)).status_code == 200  # the owner's address has no failures
+        assert (await owner.post(TOKEN, json=good)).status_code == 200
+    finally:
+        for c in (*attackers, owner):
+            await c.aclose()
+
+
+async def test_a_wrong_password_and_an_unknown_user_run_the_same_statements(client: ApiClient) -> None:
+    """Issue 14 F7: a wrong password for a real user ran an extra UPDATE and commit (timing told which
+    usernames exist). Compared by structure: the statements and commits of both paths."""
+    tenant = await make_tenant(client)
+    engine = client.app.state.runtime.engine.sync_engine
+    seen: list[str] = []
+
+    def on_execute(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        seen.append(statement)
+
+    def on_commit(_conn: Any) -> None:
+        seen.append("COMMIT")
+
+    sa_event.listen(engine, "before_cursor_execute", on_execute)
+    sa_event.listen(engine, "commit", on_commit)
+    try:
+        traces = []
+        for username in ("user", "nobody-by-this-name"):
+            seen.clear()
+            body = {"tenant": tenant.name, "username": username, "password": "wrong-password-here"}
+            assert (await client.post(TOKEN, json=body)).status_code == 401
+            traces.append(list(seen))
+    finally:
+        sa_event.remove(engine, "before_cursor_execute", on_execute)
+        sa_event.remove(engine, "commit", on_commit)
+    assert traces[0] == traces[1]
+    assert any("auditlog_login_reserve" in s for s in traces[0])
+
+
+async def test_failed_authentications_are_limited_per_address(database: Database, tmp_path: Path) -> None:
+    """Issue 14 F8: invalid tokens and keys were never limited (authentication runs before the limiter)."""
+    async with running_app(make_settings(database, tmp_path, failed_auth_per_minute=5)) as client:
+        good = await login(client, "platform", "operator", OPERATOR_PASSWORD)  # successes are not counted
+        statuses = [
+            (await client.get("/api/v1/tenants", headers=_bearer(f"not-a-token-{i}"))).status_code for i in range(7)
+        ]
+        assert statuses[:5] == [401] * 5 and statuses[-1] == 429, statuses
+        refused = await client.get("/api/v1/tenants", headers={"X-API-Key": "alk_" + "A" * 8 + "_" + "B" * 43})
+        assert refused.status_code == 429 and int(refused.headers["retry-after"]) >= 1
+        assert refused.headers["content-type"].startswith("application/problem+json")
+        login_refused = await client.post(TOKEN, json={"tenant": "platform", "username": "operator", "password": "x"})
+        assert login_refused.status_code == 429
+        async with _from(client, "192.0.2.50") as elsewhere:  # another address is unaffected
+            assert (await elsewhere.get("/api/v1/tenants", headers=good)).status_code == 200
+
+
+async def test_auth_events_are_recorded_in_the_tenant_log(client: ApiClient, database: Database) -> None:
+    tenant = await make_tenant(client)
+    good = {"tenant": tenant.name, "username": "user", "password": tenant.passwords["user"]}
+    pair = await _token(client, tenant.name, "user", tenant.passwords["user"])
+    assert (await client.post(TOKEN, json={**good, "password": "wrong-password-1"})).status_code == 401
+    assert (await client.post(TOKEN, json={**good, "username": "ghost", "password": "s3cret-typed"})).status_code == 401
+    first = (await client.post("/api/v1/auth/refresh", json={"refresh_token": pair["refresh_token"]})).json()
+    assert (await client.post("/api/v1/auth/refresh", json={"refresh_token": pair["refresh_token"]})).status_code == 401
+    assert first["access_token"]
+    other = await _token(client, tenant.name, "user", tenant.passwords["user"])
+    assert (await client.post("/api/v1/auth/logout", headers=_bearer(other["access_token"]))).status_code == 204
+    for i in range(throttle.PAIR_LIMIT):
+        await client.post(TOKEN, json={**good, "username": "auditor", "password": f"bad-{i}"})
+    assert (
+        await client.post(TOKEN, json={"tenant": "no-such-tenant", "username": "x", "password": "y"})
+    ).status_code == 401
+
+    rows = await _owner_rows(
+        database,
+        "SELECT action, resource_type, resource_id, user_id FROM audit_logs WHERE tenant_id = $1"
+        " AND resource_type LIKE 'auditlog.%' AND action IN"
+        " ('LOGIN', 'LOGIN_FAILED', 'LOCKED_OUT', 'LOGOUT', 'SESSION_REVOKED') ORDER BY seq",
+        uuid.UUID(tenant.id),
+    )
+    actions = [r["action"] for r in rows]
+    user_id = jwt.decode(pair["access_token"], options={"verify_signature": False})["sub"]
+    logins = [r for r in rows if r["action"] == "LOGIN" and r["user_id"] == user_id]
+    assert len(logins) >= 2 and all(r["resource_type"] == "auditlog.session" for r in logins)
+    failed = [r for r in rows if r["action"] == "LOGIN_FAILED"]
+    assert {"user_id": user_id, "resource_id": user_id} in [
+        {"user_id": r["user_id"], "resource_id": r["resource_id"]} for r in failed
+    ]
+    ghost = [r for r in failed if r["user_id"] == "anonymous"]
+    assert len(ghost) == 1 and ghost[0]["resource_id"] is None
+    assert "SESSION_REVOKED" in actions and "LOGOUT" in actions and "LOCKED_OUT" in actions
+    everything = await _owner_rows(database, "SELECT * FROM audit_logs WHERE tenant_id = $1", uuid.UUID(tenant.id))
+    assert not any("s3cret-typed" in str(v) or "ghost" in str(v) for r in everything for v in dict(r).values())
 
 
 async def test_refresh_rotates_and_reuse_revokes_the_session(client: ApiClient) -> None:
