@@ -212,7 +212,15 @@ def main(argv: list[str] | None = None) -> int:
         "export-lake": cmd_export_lake,
         "apply-retention": cmd_apply_retention,
     }[args.command]
-    return handler(args)
+    from app.observability import capture_warnings, configure_logging
+
+    configure_logging()  # JSON from the first line, even if reading the settings fails; commands reapply it
+    capture_warnings()
+    try:
+        return handler(args)
+    except Exception:
+        log.exception("auditlog %s failed", args.command)
+        return 1
 
 
 if __name__ == "__main__":

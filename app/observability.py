@@ -15,11 +15,12 @@ import contextvars
 import logging
 import logging.config
 import time
-from typing import Any
+import warnings
+from typing import Any, TextIO
 
 import msgspec
 
-__all__ = ["JsonFormatter", "configure_logging", "logging_dictconfig", "request_id_var"]
+__all__ = ["JsonFormatter", "capture_warnings", "configure_logging", "logging_dictconfig", "request_id_var"]
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 
@@ -97,9 +98,24 @@ def logging_dictconfig(level: str = "INFO", *, json_lines: bool = True) -> dict[
 
 
 def configure_logging(level: str = "INFO", *, json_lines: bool = True) -> None:
-    """Apply ``logging_dictconfig`` to this process (idempotent: it replaces the root's handlers).
-
-    Python warnings go through logging too (``py.warnings``), so they are JSON lines like the rest.
-    """
+    """Apply ``logging_dictconfig`` to this process (idempotent: it replaces the root's handlers)."""
     logging.config.dictConfig(logging_dictconfig(level, json_lines=json_lines))
-    logging.captureWarnings(True)
+
+
+def capture_warnings() -> None:
+    """Python warnings become ``py.warnings`` log lines, JSON like the rest, in this process and the Granian
+    workers it forks. Called by the ``auditlog`` command, not by the app factory, so that a test run keeps
+    its own warning capture."""
+    warnings.showwarning = _show_warning
+
+
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    text = warnings.formatwarning(message, category, filename, lineno, line).strip()
+    logging.getLogger("py.warnings").warning("%s", text)

@@ -4,12 +4,21 @@ through), and the start-up line names the operator password that applies, not a 
 from __future__ import annotations
 
 import argparse
+import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from app import cli
+from app.observability import configure_logging
 from app.settings import Environment, Settings, load_settings
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    yield
+    configure_logging("WARNING", json_lines=False)  # main() configured JSON logging for the CLI
 
 
 def _parsed(monkeypatch: pytest.MonkeyPatch, argv: list[str]) -> argparse.Namespace:
@@ -60,3 +69,15 @@ def test_a_changed_operator_password_does_not_point_at_secrets_json(tmp_path: Pa
     ).ensure_dev_secrets()
     source = cli.operator_password_source(settings)
     assert "secrets.json" not in source and "AUDIT_OPERATOR_PASSWORD" in source
+
+
+def test_a_failing_command_logs_one_json_line_and_exits_1(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def broken_serve(args: argparse.Namespace) -> int:
+        raise RuntimeError("AUDIT_SOMETHING is wrong")
+
+    monkeypatch.setattr(cli, "cmd_serve", broken_serve)
+    assert cli.main(["serve"]) == 1
+    [line] = [json.loads(text) for text in capsys.readouterr().err.splitlines() if text.strip()]
+    assert line["msg"] == "auditlog serve failed" and "AUDIT_SOMETHING is wrong" in line["exc"]

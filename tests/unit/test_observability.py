@@ -12,14 +12,13 @@ import pytest
 from granian.log import LogLevels
 from granian.log import configure_logging as granian_configure_logging
 
-from app.observability import configure_logging, logging_dictconfig, request_id_var
+from app.observability import capture_warnings, configure_logging, logging_dictconfig, request_id_var
 
 
 @pytest.fixture(autouse=True)
 def _restore_logging() -> Iterator[None]:
     yield
     configure_logging("WARNING", json_lines=False)  # away from this test's captured stderr
-    logging.captureWarnings(False)
 
 
 def _lines(err: str) -> list[dict[str, object]]:
@@ -35,8 +34,9 @@ def test_granian_and_our_loggers_and_warnings_write_json(capsys: pytest.CaptureF
         logging.getLogger("app.lifecycle").info("stopped %s", "worker")
     finally:
         request_id_var.reset(token)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings():  # restores showwarning afterwards
         warnings.simplefilter("always")
+        capture_warnings()  # as the auditlog command does
         warnings.warn("something odd", UserWarning, stacklevel=1)
     lines = _lines(capsys.readouterr().err)
     by_logger = {line["logger"]: line for line in lines}
