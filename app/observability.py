@@ -25,8 +25,19 @@ __all__ = ["JsonFormatter", "capture_warnings", "configure_logging", "logging_di
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 
 _EXTRA_FIELDS = ("method", "path", "status", "duration_ms", "tenant_id", "client")
-_QUIET = ("httpx", "httpcore", "saq", "asyncio", "granian.access", "aiosqlite", "psycopg", "psycopg.pool")
-"""Chatty libraries: warnings and above only (SAQ logs every cron enqueue at INFO)."""
+_QUIET = (
+    "httpx",
+    "httpcore",
+    "saq",
+    "asyncio",
+    "granian.access",
+    "aiosqlite",
+    "psycopg",
+    "psycopg.pool",
+    "alembic.runtime.plugins",
+)
+"""Chatty libraries: warnings and above only (SAQ logs every cron enqueue at INFO, alembic each plugin it
+loads); alembic's migration lines stay."""
 
 
 class JsonFormatter(logging.Formatter):
