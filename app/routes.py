@@ -13,6 +13,7 @@ def route_handlers() -> list[Any]:
     from app.alerts.controller import AlertController
     from app.api_keys.controller import ApiKeyController
     from app.auth_routes.controller import AuthController
+    from app.chat.controller import ChatController
     from app.docs import swagger_ui
     from app.exports.controller import export_logs
     from app.exports.jobs_controller import ExportJobController
@@ -55,4 +56,5 @@ def route_handlers() -> list[Any]:
         logs,
         logs_stream,
         AlertController,
+        ChatController,
     ]
