@@ -185,6 +185,10 @@ def batch_days(batch: pa.RecordBatch) -> list[tuple[date, pa.RecordBatch]]:
     return [(_EPOCH + timedelta(days=d), batch.filter(pc.equal(days, d))) for d in sorted(pc.unique(days).to_pylist())]
 
 
+def _convert_and_add(days: DayFiles, records: Sequence[Sequence[Any]], keyring: TenantKeyring) -> None:
+    days.add(records_to_batch(records, keyring))
+
+
 @dataclass
 class DayFiles:
     """One staging Parquet file per UTC day of a run, fed batch by batch (row groups of ``ROW_GROUP_ROWS``)."""
@@ -309,11 +313,20 @@ async def _export_run(
     try:
         async with bind_tenant(conn, tenant_id, readonly=True):
             cursor = await conn.cursor(_ROWS, tenant_id, watermark, high)
-            while records := await cursor.fetch(batch_rows):
-                read += len(records)
-                batch = await asyncio.to_thread(records_to_batch, records, keyring)
-                await asyncio.to_thread(days.add, batch)
-                on_step("batch_read")
+            records = await cursor.fetch(batch_rows)
+            while records:
+                # PostgreSQL produces the next batch while this one is decrypted and written
+                following = asyncio.ensure_future(cursor.fetch(batch_rows))
+                try:
+                    read += len(records)
+                    await asyncio.to_thread(_convert_and_add, days, records, keyring)
+                    on_step("batch_read")
+                except BaseException:
+                    following.cancel()
+                    with contextlib.suppress(BaseException):
+                        await following
+                    raise
+                records = await following
         if read != high - watermark:
             raise RuntimeError(
                 f"tenant {tenant_id}: read {read} events for seq ({watermark}, {high}]; expected {high - watermark}"
