@@ -37,10 +37,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from granian.log import LogLevels
 
     from app.database import export_to_environment, prepare_database
+    from app.instance import InstanceConflict, claim_instance
     from app.observability import configure_logging, logging_dictconfig
 
     settings = load_settings(**_serve_options(args))
     configure_logging(settings.log_level, json_lines=settings.log_json)
+    try:  # one serve per data dir and per address, held until this process ends
+        instance = claim_instance(settings.data_dir.resolve(), settings.host, settings.port)
+    except InstanceConflict as exc:
+        log.error("refusing to start: %s", exc)
+        return 1
     embedded = prepare_database(settings)
     try:
         credentials = asyncio.run(_bootstrap(settings))
@@ -64,6 +70,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         ).serve()
     finally:
         _release(embedded)
+        instance.release()
     return 0
 
 

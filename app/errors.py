@@ -15,6 +15,8 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, NotAuthorizedException, ValidationException
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 
+from db.availability import database_unavailable
+
 __all__ = ["NOT_JSON", "PROBLEM_JSON", "ApiError", "Conflict", "NotFound", "exception_handlers", "problem", "too_large"]
 
 log = logging.getLogger("auditlog.errors")
@@ -164,6 +166,9 @@ def _handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Respo
             request=request,
             headers={"Retry-After": "5"},
         )
+    if database_unavailable(exc):
+        log.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc.__class__.__name__)
+        return problem(503, "the database is unavailable; retry shortly", request=request, headers={"Retry-After": "5"})
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return problem(500, "internal error", request=request)
 

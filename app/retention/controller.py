@@ -79,7 +79,9 @@ def _parse_before(value: str) -> datetime:
 async def cleanup_logs(
     request: Request[Any, Any, Any],
     runtime: NamedDependency[Runtime],
-    before: Annotated[str, Parameter(description="RFC 3339 time with a zone, not in the future")],
+    before: Annotated[
+        str, Parameter(description="RFC 3339 time with a zone, not in the future", schema_extra={"format": "date-time"})
+    ],
 ) -> CleanupOut:
     principal = principal_of(request)
     cutoff = _parse_before(before)
