@@ -1,17 +1,17 @@
 """Swagger UI at ``/docs`` over ``/schema/openapi.json``, working on a machine without internet.
 
 Its scripts, stylesheet and icons are served from the installed ``swagger-ui-bundle`` package under
-``/docs/assets/`` (public, outside the OpenAPI document, cacheable), never from a CDN; the Swagger UI that
-Litestar renders at ``/schema`` is pointed at the same files. Only the files a page loads are served.
+``/docs/assets/`` (public, outside the OpenAPI document, cacheable), never from a CDN; ``/schema`` (Litestar's
+render plugin) answers the same page. Only the files a page may load are served.
 """
 
 from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
-from litestar import MediaType, Response, Router, get
+from litestar import MediaType, Request, Response, Router, get
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.params import FromPath
 from swagger_ui_bundle import swagger_ui_path
@@ -64,9 +64,17 @@ swagger_ui: Final = Router(path="/docs", route_handlers=[_page, _static])
 """``/docs`` and its assets; ``app.routes`` mounts it."""
 
 
+class _LocalSwaggerRenderPlugin(SwaggerRenderPlugin):
+    """``/schema``'s Swagger UI is the ``/docs`` page: Litestar's own template is written for Swagger UI 5
+    (``SwaggerUIBundle.SwaggerUIStandalonePreset``), which the packaged 4.x bundle does not define."""
+
+    def render(self, request: Request[Any, Any, Any], openapi_schema: dict[str, Any]) -> bytes:
+        return _PAGE.encode()
+
+
 def swagger_render_plugin() -> SwaggerRenderPlugin:
-    """Litestar's Swagger UI under ``/schema``, on the same local assets instead of its CDN defaults."""
-    return SwaggerRenderPlugin(
+    """The render plugin of ``/schema``: the ``/docs`` page, on the local assets instead of Litestar's CDN."""
+    return _LocalSwaggerRenderPlugin(
         js_url=f"{ASSETS_PATH}/swagger-ui-bundle.js",
         css_url=f"{ASSETS_PATH}/swagger-ui.css",
         standalone_preset_js_url=f"{ASSETS_PATH}/swagger-ui-standalone-preset.js",
