@@ -75,11 +75,16 @@ class RequestContext:
                 status.append(403)  # closed before the handshake was accepted: the client sees a 403
             await send(message)
 
+        # No response at all: 500 if the app raised, else 499 (nginx's "client closed request").
+        unanswered = 499
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception:
+            unanswered = 500
+            raise
         finally:
             if self.log_access and access_log.isEnabledFor(logging.INFO):
-                self._log(scope, status[0] if status else 500, started)
+                self._log(scope, status[0] if status else unanswered, started)
             request_id_var.reset(token)
 
     @staticmethod
