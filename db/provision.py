@@ -4,6 +4,10 @@
 workers log in as: it owns nothing, is not a superuser and cannot bypass row-level security. Used for the
 embedded server and by the tests; on a managed server an operator runs the equivalent SQL once
 (``deploy/README.md``).
+
+Passwords are not set here: the embedded server gives both roles theirs (generated once, kept in the data
+dir's ``secrets.json``, ``db.embedded``) before this runs, and ``ALTER ROLE`` below leaves them as they are;
+on a managed server they are the operator's.
 """
 
 from __future__ import annotations
