@@ -57,6 +57,17 @@ def _login(port: int, password: str) -> httpx.Response:
     return httpx.post(f"http://127.0.0.1:{port}/api/v1/auth/token", json=body, timeout=30)
 
 
+def _demo_admin_headers(port: int, data_dir: Path) -> dict[str, str]:
+    for line in (data_dir / "demo-credentials.txt").read_text().splitlines():
+        fields = line.split("\t")
+        if len(fields) == 4 and fields[1] == "admin":
+            body = {"tenant": fields[0], "username": "admin", "password": fields[3]}
+            token = httpx.post(f"http://127.0.0.1:{port}/api/v1/auth/token", json=body, timeout=30)
+            assert token.status_code == 200, token.text
+            return {"Authorization": f"Bearer {token.json()['access_token']}"}
+    raise AssertionError("no demo admin in demo-credentials.txt")
+
+
 def _crash(proc: subprocess.Popen[bytes]) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
@@ -159,11 +170,19 @@ def test_database_outage_answers_503_then_recovers(data_dir: Path, tmp_path: Pat
         auth = {"Authorization": f"Bearer {token.json()['access_token']}"}
         tenants = f"http://127.0.0.1:{port}/api/v1/tenants"
         assert httpx.get(tenants, headers=auth, timeout=30).status_code == 200
+        reader = _demo_admin_headers(port, data_dir)  # GET /logs reads through the raw asyncpg read pool
+        logs = f"http://127.0.0.1:{port}/api/v1/logs"
+        assert httpx.get(logs, headers=reader, timeout=30).status_code == 200
 
         database = EmbeddedPostgres(data_dir)
         database.halt()  # the database goes away under the running API
         try:
-            for response in (_login(port, password), httpx.get(tenants, headers=auth, timeout=30)):
+            outage = (
+                _login(port, password),
+                httpx.get(tenants, headers=auth, timeout=30),
+                httpx.get(logs, headers=reader, timeout=30),
+            )
+            for response in outage:
                 assert response.status_code == 503, response.text
                 assert response.headers["content-type"].startswith("application/problem+json")
                 assert int(response.headers["retry-after"]) > 0
@@ -177,6 +196,7 @@ def test_database_outage_answers_503_then_recovers(data_dir: Path, tmp_path: Pat
             time.sleep(0.5)
         assert status == 200
         assert httpx.get(tenants, headers=auth, timeout=30).status_code == 200
+        assert httpx.get(logs, headers=reader, timeout=30).status_code == 200
     finally:
         _stop(proc)
     assert _postmaster_pid(data_dir) is None
