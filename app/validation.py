@@ -16,6 +16,7 @@ bodies through ``Request.json``); the ingest routes, which decode bytes themselv
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any, ClassVar, Final, TypeVar
 
@@ -48,8 +49,18 @@ MAX_ERRORS: Final = 100
 """At most this many field errors are listed in one problem (the rest are summarised)."""
 
 _any: Final = msgspec.json.Decoder()
+
+
+def _number(text: str) -> int | float:
+    """JSON Schema counts ``870.0`` as an integer: read integral numbers as ``int`` (Struct bodies only)."""
+    value = float(text)
+    return int(value) if value.is_integer() and abs(value) < 2**53 else value
+
+
+_struct_body: Final = msgspec.json.Decoder(float_hook=_number)
 Path = tuple[str | int, ...]
 S = TypeVar("S", bound=msgspec.Struct)
+_PATH_TOKEN: Final = re.compile(r"\.([^.\[]+)|\[(\d+)\]|\[\.\.\.\]")
 
 
 class BodyProblem(msgspec.Struct, frozen=True):
@@ -99,10 +110,14 @@ def check_depth(body: bytes, value: Any, max_depth: int) -> None:
         raise too_deep(max_depth)
 
 
-def decode_json(body: bytes, *, max_depth: int) -> Any:
-    """``body`` as JSON builtins, or a ``400`` (not JSON, not UTF-8, or nested too deeply)."""
+def decode_json(body: bytes, *, max_depth: int, integral_floats: bool = False) -> Any:
+    """``body`` as JSON builtins, or a ``400`` (not JSON, not UTF-8, or nested too deeply).
+
+    ``integral_floats``: ``870.0`` is read as ``870``, as JSON Schema's ``integer`` allows (not for event
+    bodies, whose metadata must keep the number it was given).
+    """
     try:
-        value = _any.decode(body)
+        value = (_struct_body if integral_floats else _any).decode(body)
     except (msgspec.DecodeError, UnicodeDecodeError):
         raise not_json() from None
     except RecursionError:
@@ -118,14 +133,11 @@ def validation_error_path(exc: msgspec.ValidationError) -> tuple[Path, str]:
     if not sep:
         message, where = text, "$`"
     path: list[str | int] = []
-    for part in where.rstrip("`").removeprefix("$").replace("[", ".[").split("."):
-        if not part:
-            continue
-        if part.startswith("[") and part.endswith("]"):
-            inner = part[1:-1]
-            path.append(int(inner) if inner.isdigit() else inner)
-        else:
-            path.append(part)
+    for token in _PATH_TOKEN.finditer(where.rstrip("`").removeprefix("$")):
+        name, index = token.group(1), token.group(2)
+        if name is None and index is None:  # ``[...]``: a mapping key msgspec does not name; stop at the mapping
+            break
+        path.append(int(index) if index is not None else name)
     for marker, rewrite in (("Object missing required field `", "is required"),
                             ("Object contains unknown field `", "is not a known field")):  # fmt: skip
         if message.startswith(marker):
@@ -202,7 +214,7 @@ class JsonBodyRequest(Request[Any, Any, Any]):
         if state.json is not Empty:
             return state.json
         body = await self.body()
-        value = decode_json(body, max_depth=self.max_depth) if body else None
+        value = decode_json(body, max_depth=self.max_depth, integral_floats=True) if body else None
         handler = self.route_handler
         key = id(handler)
         if key not in self._structs:
