@@ -16,11 +16,52 @@ Secrets are handled before PII, so a card number is redacted rather than mistake
 phone number.  The functions are pure (inputs are never mutated), idempotent (masking an
 already-masked event is a no-op) and tuned for the hot path: regexes are compiled once
 at import time and cheap pre-checks skip the expensive patterns for most strings.
+
+What is found, and the judgement calls (each tested in both directions):
+
+* **Key names** are NFKC-normalised (full-width letters fold to ASCII), split at camelCase,
+  ``_``, ``-``, ``.`` and spaces, and judged by their *last* word: ``db_pass``,
+  ``userPass``, ``pw``, ``passcode``, ``access_token``, ``basic_auth``, ``user_pin`` name a
+  secret; ``password_changed``, ``token_count``, ``password_changed_at``, ``bypass_cache``
+  do not (they describe one).  A trailing ``value``/``hash``/``digest``/``plain``/... is
+  looked through (``password_hash``, ``api_key_value``).  ``key`` alone is an identifier
+  (``key``, ``resource_key``, ``cache_key``, ``sort_key``, ``public_key``,
+  ``idempotency_key`` stay); it names a secret only after a credential qualifier
+  (``api_key``, ``encryption_key``, ``private_key``, ``signing_key``, ``ssh_key``, ...).
+  ``session``/``session_id`` are correlation ids the API itself carries and stay;
+  ``session_token``/``session_secret``/``session_key`` are secrets.
+* **Under a secret key** every value but ``None``, booleans and ``""`` is redacted, short
+  numbers included: PINs, OTPs and CVVs *are* short numbers, and a flag such as
+  ``has_password: true`` reveals nothing.  False positives are kept out by the key rules
+  above, not by guessing from the value.
+* **Key/value text** (``password=``, ``"token": "..."``, ``{"password"=>"..."}``,
+  ``--password value``, ``<Password>value</Password>``, ``Authorization: Bearer ...``):
+  only the value is redacted.  Non-breaking and full-width spaces and the full-width
+  equals sign and colon (U+FF1D, U+FF1A) count as their ASCII forms.  Percent-encoding
+  (``%22password%22%3A%22...``), backslash-escaped quotes at any depth (escaped JSON inside
+  escaped JSON), ``\\u00XX`` and the common HTML quote entities are decoded in a view of the
+  string before matching, and the hit is
+  redacted in the original representation (escapes around it stay intact).
+* **Bearer credentials and JWTs** need no preceding space (``Bearer%20eyJ...``,
+  ``id_eyJ...``); a string that is nothing but ``Bearer <credential>`` is always a secret,
+  and so is the second item of a ``[name, value]`` pair whose name is a secret key when
+  the value looks like a credential (a digit, an auth scheme, or 16+ characters without a
+  space): ``["Authorization", "Bearer ..."]`` is redacted, ``["password", "email"]`` (a
+  list of changed fields) is not.
+* **Card numbers**: Luhn-valid runs of 13-19 digits whose prefix can be a card network's
+  (a leading ``1``, and a leading ``2`` outside Mastercard's 2221-2720, are refused, which
+  keeps epochs, snowflake ids and compact ``2026...`` timestamps out), also glued to a
+  label (``PAN-4111...``), and JSON **numbers** of 13-16 digits under any key (longer
+  numbers are far more often 64-bit ids than 19-digit cards).
+* **Phones** include bare national numbers with a trunk prefix (``0912345678``: ``0``, a
+  non-zero digit, 10-12 digits in all); a zero-padded id of that shape is masked too, which
+  loses nothing for good (the original is kept in the PII vault).
 """
 
 import base64
 import binascii
 import re
+import unicodedata
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
@@ -165,13 +206,111 @@ _PHONE_KEYS: Final = frozenset(
 )
 _PHONE_KEY_SUFFIXES: Final = ("phonenumber", "phoneno", "mobilenumber", "telephone")
 
+# Words of a key name (after camelCase splitting) that name a secret when they end the key:
+# "db_pass", "userPass", "access_token", "basic_auth" ("password_changed" ends in "changed").
+_SECRET_WORDS: Final = frozenset(
+    {
+        "password",
+        "passwd",
+        "pass",
+        "passphrase",
+        "passcode",
+        "pwd",
+        "pw",
+        "secret",
+        "token",
+        "auth",
+        "authorization",
+        "credential",
+        "credentials",
+        "cookie",
+        "apikey",
+        "pin",
+        "otp",
+        "totp",
+        "cvv",
+        "cvc",
+        "ssn",
+    }
+)
+# "key" alone is an identifier ("resource_key", "sort_key", "public_key"); after one of
+# these it is a credential.
+_KEY_QUALIFIERS: Final = frozenset(
+    {
+        "api",
+        "private",
+        "secret",
+        "access",
+        "encryption",
+        "decryption",
+        "signing",
+        "sign",
+        "master",
+        "client",
+        "hmac",
+        "aes",
+        "rsa",
+        "ssh",
+        "gpg",
+        "pgp",
+        "license",
+        "licence",
+        "shared",
+        "storage",
+        "account",
+        "subscription",
+        "session",
+        "auth",
+        "webhook",
+        "consumer",
+        "crypto",
+        "data",
+        "wrapping",
+    }
+)
+# A last word that only says how a secret is represented: look through it ("password_hash").
+_VALUE_TAILS: Final = frozenset(
+    {
+        "value",
+        "hash",
+        "digest",
+        "plain",
+        "plaintext",
+        "raw",
+        "enc",
+        "encrypted",
+        "b64",
+        "base64",
+        "hex",
+        "str",
+        "string",
+    }
+)
+_KEY_WORD_RE: Final = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+", re.ASCII)
+
 _key_cache: dict[str, int] = {}
 _KEY_CACHE_MAX: Final = 8192
 
 
+def _names_secret(key: str) -> bool:
+    """True if the last word of ``key`` (camelCase, ``_``, ``-``, ``.`` split) names a secret."""
+    words = _KEY_WORD_RE.findall(key)
+    if not words:
+        return False
+    last = words[-1].lower()
+    if last in _VALUE_TAILS and len(words) > 1:
+        words.pop()
+        last = words[-1].lower()
+    if last in _SECRET_WORDS:
+        return True
+    return last == "key" and len(words) > 1 and words[-2].lower() in _KEY_QUALIFIERS
+
+
 def _classify_key_uncached(key: str) -> int:
+    if not key.isascii():
+        key = unicodedata.normalize("NFKC", key)
     norm = key.lower().translate(_KEY_STRIP)
-    if norm in _SECRET_KEYS or norm.endswith(_SECRET_KEY_SUFFIXES):
+    if norm in _SECRET_KEYS or norm.endswith(_SECRET_KEY_SUFFIXES) or _names_secret(key):
         return _KEY_SECRET
     if norm in _EMAIL_KEYS or norm.endswith(_EMAIL_KEY_SUFFIXES):
         return _KEY_EMAIL
@@ -201,7 +340,9 @@ _PEM_RE: Final = re.compile(
 )
 # scheme://user:password@host -- only the password is redacted.
 _URL_CREDENTIALS_RE: Final = re.compile(r"://[^\s:/?#@]+:(?P<password>[^\s/?#@]+)@", re.ASCII)
-_JWT_RE: Final = re.compile(r"eyJ(?<![A-Za-z0-9_\-]eyJ)[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*", re.ASCII)
+# No preceding space needed ("Bearer%20eyJ...", "id_eyJ..."); only a letter glued in front
+# ("heyJoe.x.y") disqualifies.
+_JWT_RE: Final = re.compile(r"eyJ(?<![A-Za-z]eyJ)[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*", re.ASCII)
 _KEY_FORMATS_RE: Final = re.compile(
     r"""
     (?P<aws_access_key>\b(?:AKIA|ASIA)[A-Z0-9]{16}\b)
@@ -213,47 +354,102 @@ _KEY_FORMATS_RE: Final = re.compile(
     re.VERBOSE | re.ASCII,
 )
 # password=..., token: ..., "api_key": "...", Authorization: Bearer ... -- only the value
-# is redacted.  Weak words (pass, pwd, auth, cookie) must start a word ("compass: north").
-# The two patterns below are matched against the *lower-cased* text (an order of magnitude
-# faster than re.IGNORECASE); the spans are then applied to the original text.  The
-# ``_CI`` variants are the fallback for the rare text whose length changes when lowered.
-_KEY_VALUE_SOURCE: Final = r"""
+# is redacted.  Weak words (pass, pw, pwd, auth, cookie) must start a word ("compass: north").
+# The patterns below are matched against the *lower-cased*, width-folded text (an order of
+# magnitude faster than re.IGNORECASE); the spans are then applied to the original text.
+# The ``_CI`` variants are the fallback for the rare text whose length changes when lowered.
+_CREDENTIAL_NAME_SOURCE: Final = r"""
     (?:
-        pass(?:word|wd|phrase) | secret | token | (?:api|private|secret|access)[_\-]?key
-      | credentials? | authorization
-      | p(?<![a-z0-9].)(?:ass|wd) | a(?<![a-z0-9].)uth | c(?<![a-z0-9].)ookie
+        pass(?:word|wd|phrase|code) | secret | token | credentials? | authorization
+      | (?:api|private|secret|access|encryption|decryption|signing|master|client|hmac|ssh|license
+          |licence|storage|account|subscription|session)[_\-]?key
+      | p(?<![a-z0-9].)(?:ass|wd|w) | a(?<![a-z0-9].)uth | c(?<![a-z0-9].)ookie
     )
-    (?:\\?["'])?[ \t]*[:=][ \t]*                          # closing quote may be JSON-escaped
+"""
+_KEY_VALUE_TAIL_SOURCE: Final = r"""
+    (?:\\?["'])?[ \t]*(?:=>|[:=])[ \t]*                  # closing quote may be JSON-escaped; Ruby's =>
     (?:(?:bearer|basic|token|digest)[ \t]+)?              # keep an auth scheme, redact its value
     (?:
         \\"(?P<eq>(?:[^"\\\n]|\\[^"\n])*)(?:\\")?         # {\"password\": \"...\"} inside a string
       | "(?P<dq>(?:[^"\\\n]|\\.)*)"?                      # an unterminated quote runs to the line end
       | '(?P<sq>(?:[^'\\\n]|\\.)*)'?
-      | (?P<bare>[^\s&,;"'<>]+)
+      | (?P<bare>[^\s&,;"'<>\\][^\s&,;"'<>]*)
     )
 """
+_KEY_VALUE_SOURCE: Final = _CREDENTIAL_NAME_SOURCE + _KEY_VALUE_TAIL_SOURCE
 _KEY_VALUE_RE: Final = re.compile(_KEY_VALUE_SOURCE, re.VERBOSE | re.ASCII)
 _KEY_VALUE_RE_CI: Final = re.compile(_KEY_VALUE_SOURCE, re.VERBOSE | re.ASCII | re.IGNORECASE)
-_KEY_VALUE_GROUPS: Final = ("eq", "dq", "sq", "bare")
+# camelCase keys ending in a weak word ("userPass=...", "dbPwd: ..."), on the original case.
+_CAMEL_KEY_VALUE_RE: Final = re.compile(
+    r"(?<=[a-z])(?-i:Pass|Pwd|Pw|Auth|Cookie|PASS|PWD|PW|AUTH)" + _KEY_VALUE_TAIL_SOURCE,
+    re.VERBOSE | re.ASCII | re.IGNORECASE,
+)
+# Command lines: "mysql --password hunter2", "--db-pass 'a b'", "-token xyz".
+_CLI_SOURCE: Final = (
+    r"-(?<![\w\-]-)-?(?:[a-z0-9]+[\-_])*"
+    + _CREDENTIAL_NAME_SOURCE
+    + r"""[ \t]+(?:"(?P<dq>[^"\n]*)"|'(?P<sq>[^'\n]*)'|(?P<bare>[^\s\-"'<>\\][^\s"'<>]*))"""
+)
+_CLI_RE: Final = re.compile(_CLI_SOURCE, re.VERBOSE | re.ASCII)
+_CLI_RE_CI: Final = re.compile(_CLI_SOURCE, re.VERBOSE | re.ASCII | re.IGNORECASE)
+# XML elements: "<Password>hunter2</Password>", "<ns:api_key>...</ns:api_key>".
+_XML_SOURCE: Final = (
+    r"<(?:[a-z0-9_.\-]+:)?[a-z0-9_.\-]*?" + _CREDENTIAL_NAME_SOURCE + r"(?:[ \t][^<>]*)?>(?P<xml>[^<]+)<"
+)
+_XML_RE: Final = re.compile(_XML_SOURCE, re.VERBOSE | re.ASCII)
+_XML_RE_CI: Final = re.compile(_XML_SOURCE, re.VERBOSE | re.ASCII | re.IGNORECASE)
 # Values next to a secret-looking key that reveal nothing ("has_password=true").
 _KEY_VALUE_HARMLESS: Final = frozenset({"true", "false", "null", "none", "nil"})
-# A standalone "Bearer <token>" / "Basic <base64>" outside a key-value pair.
-_AUTH_HEADER_SOURCE: Final = r"\b(?P<scheme>bearer|basic)[ \t]+(?P<credential>[a-z0-9\-._~+/]+=*)"
+# A standalone "Bearer <token>" / "Basic <base64>" outside a key-value pair; no word
+# boundary needed in front ("x_Bearer ...", "%20Bearer ...").
+_AUTH_HEADER_SOURCE: Final = r"(?<![a-z])(?P<scheme>bearer|basic)[ \t]+(?P<credential>[a-z0-9\-._~+/]+=*)"
 _AUTH_HEADER_RE: Final = re.compile(_AUTH_HEADER_SOURCE, re.ASCII)
 _AUTH_HEADER_RE_CI: Final = re.compile(_AUTH_HEADER_SOURCE, re.ASCII | re.IGNORECASE)
 
+# Non-breaking and other Unicode spaces, and the full-width ASCII block (U+FF01-U+FF5E),
+# folded one-to-one onto ASCII so offsets into the folded view stay valid.
+_WIDTH_FOLD: Final[dict[int, int]] = {
+    **dict.fromkeys((0x00A0, 0x1680, *range(0x2000, 0x200B), 0x202F, 0x205F, 0x3000), 0x20),
+    **{c: c - 0xFEE0 for c in range(0xFF01, 0xFF5F)},
+}
+
+# Encodings that hide a secret from the plain patterns: percent-encoding of ASCII, runs of
+# backslashes before a quote (escaped JSON at any depth), \u00XX, HTML quote entities.
+# Each escape decodes to exactly one character (see ``_decoded_view``).
+_ESCAPE_RE: Final = re.compile(
+    r"%(?P<pct>[0-7][0-9A-Fa-f])|\\u00(?P<uni>[0-7][0-9A-Fa-f])|\\+(?P<quote>[\"'])"
+    r"|&(?P<entity>quot|apos|amp|lt|gt|\#34|\#39|\#x22|\#x27);",
+    re.ASCII,
+)
+_ENTITIES: Final = {
+    "quot": '"',
+    "apos": "'",
+    "amp": "&",
+    "lt": "<",
+    "gt": ">",
+    "#34": '"',
+    "#39": "'",
+    "#x22": '"',
+    "#x27": "'",
+}
+# Stands in for a redacted character in a decoded view (same length, so spans map back).
+_PAD: Final = "\ue000"
+_PAD_RUN_RE: Final = re.compile(_PAD + "+")
+_MAX_DECODE_ROUNDS: Final = 3  # "%2522" is "%22" is '"'
+
 # Payment cards: a contiguous run of 13-19 digits, 4-4-4-x groups, or Amex/Diners 4-6-x.
-# Luhn and length are checked in code.  Contiguous runs must start with 2-9 (all major
-# networks): this keeps millisecond/nanosecond epochs and snowflake ids (leading 1) out.
-# Patterns below consume their first character before the look-behind, which lets the
-# regex engine skip quickly to candidate positions.
+# Luhn, length and network prefix are checked in code.  Contiguous runs must start with 2-9
+# (all major networks): this keeps millisecond/nanosecond epochs and snowflake ids (leading
+# 1) out; they may be glued to a label ("PAN-4111...", "card_4111...") but not to other
+# letters or digits.  Patterns below consume their first character before the look-behind,
+# which lets the regex engine skip quickly to candidate positions.
 _CARD_RE: Final = re.compile(
     r"""
-    \d(?<![\w+.\-].)
+    \d(?<![0-9A-Za-z+.].)
     (?:
         (?<=[2-9])\d{12,18}
-      | \d{3}(?P<sep>[ \-])\d{4}(?P=sep)\d{4}(?P=sep)\d{1,4}(?:(?P=sep)\d{1,3})?
-      | \d{3}[ \-]\d{6}[ \-]\d{4,5}
+      | (?<![\-_].)\d{3}(?P<sep>[ \-])\d{4}(?P=sep)\d{4}(?P=sep)\d{1,4}(?:(?P=sep)\d{1,3})?
+      | (?<![\-_].)\d{3}[ \-]\d{6}[ \-]\d{4,5}
     )
     (?!\w|\.\d)
     """,
@@ -273,8 +469,8 @@ _EMAIL_RE: Final = re.compile(
 )
 
 # Phones: international "+" numbers (8-15 digits), North-American national formats, and
-# trunk-prefix national formats ("020 7946 0958", "07911 123456"; digit count checked in
-# code).  National formats need separators and may not start inside a dotted, dashed or
+# trunk-prefix national formats ("020 7946 0958", "07911 123456", "0912345678"; digit count
+# checked in code).  National formats need separators and may not start inside a dotted, dashed or
 # slashed token nor end inside a dotted, dashed, slashed or colon-separated one, which
 # keeps dates, times, UUIDs, IP addresses, version numbers and timestamps out.  No capture
 # groups: every alternative starts with a literal or a character class, which lets the
@@ -286,7 +482,8 @@ _PHONE_RE: Final = re.compile(
       | \((?<![\w+].)(?<!\w[.\-/].)\d{3}\)[ ]?\d{3}[ .\-]\d{4}                   # (555) 123-4567
       | [2-9](?<![\w+].)(?<!\w[.\-/].)\d\d[ .\-]\d{3}[ .\-]\d{4}                 # 555-123-4567
       | 1(?<![\w+].)(?<!\w[.\-/].)[ .\-](?:\(\d{3}\)[ ]?|\d{3}[ .\-])\d{3}[ .\-]\d{4}  # 1-555-...
-      | 0(?<![\w+].)(?<!\w[.\-/].)\d{1,4}[ \-]\d{3,4}[ \-]?\d{3,4}               # 020 7946 0958
+      | 0(?<![\w+].)(?<!\w[.\-/].)(?:\d{1,4}[ \-]\d{3,4}[ \-]?\d{3,4}               # 020 7946 0958
+                                   | [1-9]\d{8,10})                                  # 0912345678
     )
     (?!\w|[.\-:/]\w)
     """,
@@ -326,6 +523,36 @@ def _count_digits(text: str) -> int:
     # bytes.translate is several times faster than any str-level digit count.
     raw = text.encode("utf-8", "surrogatepass")
     return len(raw) - len(raw.translate(None, _DIGIT_BYTES))
+
+
+def _card_digits_ok(digits: str) -> bool:
+    """Length, network prefix and Luhn of a candidate card number (digits only)."""
+    if not 13 <= len(digits) <= 19:
+        return False
+    if digits[0] == "2" and not (len(digits) == 16 and "2221" <= digits[:4] <= "2720"):
+        return False  # 2-series Mastercard only; "2026..." is a timestamp, not a card
+    return _luhn_ok(digits)
+
+
+_CARD_INT_MIN: Final = 10**12
+_CARD_INT_MAX: Final = 10**16
+
+
+def _is_card_int(value: int) -> bool:
+    """A JSON number that is a card number (13-16 digits, leading 2-9, network prefix, Luhn)."""
+    if not _CARD_INT_MIN <= value < _CARD_INT_MAX:
+        return False
+    digits = str(value)
+    return digits[0] != "1" and _card_digits_ok(digits)
+
+
+def _looks_like_credential(value: str) -> bool:
+    """The value of a ``[name, value]`` pair whose name is a secret key: a credential, not a word."""
+    if not value or value.startswith(REDACTED):
+        return False
+    if value[:7].lower() in ("bearer ", "basic ", "token ", "digest "):
+        return True
+    return any(c.isdigit() for c in value) or (len(value) >= 16 and " " not in value)
 
 
 def _luhn_ok(digits: str) -> bool:
@@ -369,20 +596,18 @@ def _key_format_hit(m: re.Match[str], text: str) -> _Hit | None:
 
 def _url_credentials_hit(m: re.Match[str], text: str) -> _Hit | None:
     start, end = m.span("password")
-    if text.startswith(REDACTED, start):
+    if text.startswith((REDACTED, _PAD), start):
         return None
     return start, end, "url_password", REDACTED
 
 
 def _key_value_hit(m: re.Match[str], text: str) -> _Hit | None:
-    for group in _KEY_VALUE_GROUPS:
-        start, end = m.span(group)
-        if start >= 0:
-            value = text[start:end]
-            if not value or value.startswith(REDACTED) or value.lower() in _KEY_VALUE_HARMLESS:
-                return None
-            return start, end, "secret", REDACTED
-    return None  # pragma: no cover - one of the value groups always participates
+    # The value group (eq, dq, sq, bare or xml) is the last named group of every such pattern.
+    start, end = m.span(m.lastgroup or 0)
+    value = text[start:end].strip()
+    if not value or value.startswith((REDACTED, _PAD)) or value.lower() in _KEY_VALUE_HARMLESS:
+        return None
+    return start, end, "secret", REDACTED
 
 
 def _auth_header_hit(m: re.Match[str], text: str) -> _Hit | None:
@@ -391,14 +616,14 @@ def _auth_header_hit(m: re.Match[str], text: str) -> _Hit | None:
     if m.group("scheme").lower() == "basic":
         if not _is_basic_credential(credential):
             return None
-    elif not _looks_like_bearer(credential):
-        return None
+    elif not _looks_like_bearer(credential) and not (m.start() == 0 and end == len(text) and len(credential) >= 8):
+        return None  # prose ("Bearer tokens expire"), unless the string is just "Bearer <credential>"
     return start, end, "auth_header", REDACTED
 
 
 def _card_hit(m: re.Match[str], text: str) -> _Hit | None:
     digits = m.group().replace(" ", "").replace("-", "")
-    if not 13 <= len(digits) <= 19 or not _luhn_ok(digits):
+    if not _card_digits_ok(digits):
         return None
     return m.start(), m.end(), "card", REDACTED
 
@@ -421,11 +646,13 @@ def _apply(
     hit: _HitFn,
     out: list[_Found],
     haystack: str | None = None,
+    pad: bool = False,
 ) -> str:
     """Replace every accepted hit of ``pattern`` in ``text`` and record it in ``out``.
 
     ``haystack`` (same length as ``text``, e.g. its lower-cased form) is what the pattern
-    runs on, if given; replacements always apply to ``text``.
+    runs on, if given; replacements always apply to ``text``.  With ``pad`` a hit becomes
+    as many ``_PAD`` characters as it is long, so offsets stay valid (see ``_redact_encoded``).
     """
     parts: list[str] | None = None
     last = 0
@@ -437,7 +664,7 @@ def _apply(
         if parts is None:
             parts = []
         parts.append(text[last:start])
-        parts.append(replacement)
+        parts.append(_PAD * (end - start) if pad else replacement)
         out.append((kind, text[start:end], replacement))
         last = end
     if parts is None:
@@ -450,24 +677,35 @@ def _apply_folded(
     pattern: re.Pattern[str],
     fallback: re.Pattern[str],
     text: str,
+    view: str,
     lowered: str,
     hit: _HitFn,
     out: list[_Found],
+    pad: bool,
 ) -> str:
-    """Run lower-case ``pattern`` on ``lowered``, or IGNORECASE ``fallback`` if lowering moved offsets."""
+    """Run lower-case ``pattern`` on ``lowered``, or IGNORECASE ``fallback`` on ``view`` if lowering moved offsets.
+
+    ``view`` is ``text`` width-folded (same length); replacements apply to ``text``.
+    """
     if len(lowered) == len(text):
-        return _apply(pattern, text, hit, out, lowered)
-    return _apply(fallback, text, hit, out)
+        return _apply(pattern, text, hit, out, lowered, pad)
+    return _apply(fallback, text, hit, out, view, pad)
 
 
-def _redact_secrets(text: str, out: list[_Found]) -> str:
+def _views(text: str) -> tuple[str, str]:
+    """``text`` width-folded (one-to-one, see ``_WIDTH_FOLD``) and that lower-cased."""
+    view = text if text.isascii() else text.translate(_WIDTH_FOLD)
+    return view, view.lower()
+
+
+def _redact_secrets(text: str, out: list[_Found], pad: bool = False) -> str:
     """Redact every secret format except card numbers, one cheaply gated pass per format."""
     if "-----BEGIN" in text:
-        text = _apply(_PEM_RE, text, _private_key_hit, out)
+        text = _apply(_PEM_RE, text, _private_key_hit, out, None, pad)
     if "://" in text and "@" in text:
-        text = _apply(_URL_CREDENTIALS_RE, text, _url_credentials_hit, out)
+        text = _apply(_URL_CREDENTIALS_RE, text, _url_credentials_hit, out, None, pad)
     if "eyJ" in text:
-        text = _apply(_JWT_RE, text, _jwt_hit, out)
+        text = _apply(_JWT_RE, text, _jwt_hit, out, None, pad)
     if (
         "AKIA" in text
         or "ASIA" in text
@@ -477,44 +715,147 @@ def _redact_secrets(text: str, out: list[_Found]) -> str:
         or "k_test_" in text
         or ("gh" in text and "_" in text)
     ):
-        text = _apply(_KEY_FORMATS_RE, text, _key_format_hit, out)
-    has_separator = "=" in text or ":" in text
-    if not has_separator and " " not in text and "\t" not in text:
+        text = _apply(_KEY_FORMATS_RE, text, _key_format_hit, out, None, pad)
+    view = text if text.isascii() else text.translate(_WIDTH_FOLD)
+    has_separator = "=" in view or ":" in view
+    has_space = " " in view or "\t" in view
+    has_element = "<" in view and "</" in view
+    if not (has_separator or has_space or has_element):
         return text
-    lowered = text.lower()
-    if has_separator and (
+    lowered = view.lower()
+    if (
         "pass" in lowered
         or "secret" in lowered
         or "token" in lowered
         or "key" in lowered
         or "auth" in lowered
         or "credential" in lowered
-        or "pwd" in lowered
+        or "pw" in lowered
         or "cookie" in lowered
     ):
-        redacted = _apply_folded(_KEY_VALUE_RE, _KEY_VALUE_RE_CI, text, lowered, _key_value_hit, out)
-        if redacted is not text:
-            text, lowered = redacted, redacted.lower()
+        passes: list[tuple[re.Pattern[str], re.Pattern[str]]] = []
+        if has_separator:
+            passes.append((_KEY_VALUE_RE, _KEY_VALUE_RE_CI))
+        if has_space and (" -" in view or view[0] == "-"):
+            passes.append((_CLI_RE, _CLI_RE_CI))
+        if has_element:
+            passes.append((_XML_RE, _XML_RE_CI))
+        for pattern, fallback in passes:
+            redacted = _apply_folded(pattern, fallback, text, view, lowered, _key_value_hit, out, pad)
+            if redacted is not text:
+                text = redacted
+                view, lowered = _views(text)
+        if has_separator and ("P" in view or "Au" in view or "Cookie" in view):
+            redacted = _apply(_CAMEL_KEY_VALUE_RE, text, _key_value_hit, out, view, pad)
+            if redacted is not text:
+                text = redacted
+                view, lowered = _views(text)
     if "bearer" in lowered or "basic" in lowered:
-        text = _apply_folded(_AUTH_HEADER_RE, _AUTH_HEADER_RE_CI, text, lowered, _auth_header_hit, out)
+        text = _apply_folded(_AUTH_HEADER_RE, _AUTH_HEADER_RE_CI, text, view, lowered, _auth_header_hit, out, pad)
     return text
+
+
+def _decoded_view(text: str) -> tuple[str, list[int]] | None:
+    """``text`` with one round of escapes decoded, and for each character where it starts in ``text``.
+
+    The position list has one more entry (``len(text)``), so a span ``[i, j)`` of the view is
+    ``[pos[i], pos[j])`` of ``text``.  ``None`` if there is nothing to decode.
+    """
+    parts: list[str] = []
+    pos: list[int] = []
+    last = 0
+    for m in _ESCAPE_RE.finditer(text):
+        start = m.start()
+        parts.append(text[last:start])
+        pos.extend(range(last, start))
+        kind = m.lastgroup
+        if kind == "quote":
+            parts.append(m.group("quote"))
+        elif kind == "entity":
+            parts.append(_ENTITIES[m.group("entity")])
+        else:
+            parts.append(chr(int(m.group(kind or "pct"), 16)))
+        pos.append(start)
+        last = m.end()
+    if not pos and last == 0:
+        return None
+    parts.append(text[last:])
+    pos.extend(range(last, len(text) + 1))
+    return "".join(parts), pos
+
+
+def _redact_encoded(text: str, out: list[_Found]) -> str:
+    """Find secrets hidden by percent-encoding or escaping, and redact them in ``text`` as written.
+
+    The secret passes run on a decoded view (up to ``_MAX_DECODE_ROUNDS`` rounds, for doubly
+    encoded text) with same-length padding for hits; each padded run maps back to the span of
+    ``text`` it came from, which becomes ``[REDACTED]`` (the escapes around it stay).
+    """
+    decoded = _decoded_view(text)
+    if decoded is None:
+        return text
+    view, pos = decoded
+    for _ in range(_MAX_DECODE_ROUNDS - 1):
+        again = _decoded_view(view)
+        if again is None:
+            break
+        view, inner = again
+        pos = [pos[i] for i in inner]
+    before = len(out)
+    padded = _redact_secrets(view, out, pad=True)
+    if len(out) == before:
+        return text
+    parts: list[str] = []
+    last = 0
+    for m in _PAD_RUN_RE.finditer(padded):
+        start, end = m.span()
+        if view[start:end] == padded[start:end]:
+            continue  # the text itself holds U+E000 here
+        parts.append(text[last : pos[start]])
+        parts.append(REDACTED)
+        last = pos[end]
+    parts.append(text[last:])
+    return "".join(parts)
+
+
+# Strings found to hold nothing to mask, remembered: audit events repeat the same user
+# agents, paths, states and labels over and over.  Only the verdict "nothing here" is kept
+# (never a secret: a string with a hit is not added), for strings up to _CLEAN_MAX_LEN
+# characters; the set is emptied when full, so it holds the currently common strings.
+_clean_strings: set[str] = set()
+_CLEAN_MAX: Final = 16384
+_CLEAN_MAX_LEN: Final = 256
 
 
 def _mask_str(text: str, out: list[_Found]) -> str:
     """Mask one string: secrets first, then PII.  Returns ``text`` itself if unchanged."""
-    if len(text) < _MIN_INTERESTING_LEN:
+    if len(text) < _MIN_INTERESTING_LEN or text in _clean_strings:
         return text
+    masked = _scan_str(text, out)
+    if masked is text and len(text) <= _CLEAN_MAX_LEN:
+        if len(_clean_strings) >= _CLEAN_MAX:
+            _clean_strings.clear()
+        _clean_strings.add(text)
+    return masked
+
+
+def _scan_str(text: str, out: list[_Found]) -> str:
+    """``_mask_str`` without the memo of clean strings."""
     if text.isalnum():
-        # No separators, "@", "+", "=" or ":": only an AWS/Google key or a bare card number
-        # can hide here, and a bare word is never an e-mail or a phone number.
+        # No separators, "@", "+", "=" or ":": only an AWS/Google key, a bare card number or
+        # a bare national phone number ("0912345678") can hide here; never an e-mail.
         if "AKIA" in text or "ASIA" in text or "AIza" in text:
             text = _apply(_KEY_FORMATS_RE, text, _key_format_hit, out)
         if len(text) >= _CARD_MIN_DIGITS and _count_digits(text) >= _CARD_MIN_DIGITS:
             text = _apply(_CARD_RE, text, _card_hit, out)
+        elif text[0] == "0" and len(text) >= _NATIONAL_MIN_DIGITS and text.isdigit():
+            text = _apply(_PHONE_RE, text, _phone_hit, out)
         return text
     if len(text) <= _INERT_MAX_LEN and _INERT_RE.fullmatch(text) is not None:
         return text
     text = _redact_secrets(text, out)
+    if "%" in text or "\\" in text or "&" in text:
+        text = _redact_encoded(text, out)
     digits = _count_digits(text) if len(text) >= _PHONE_MIN_DIGITS else 0
     if digits >= _CARD_MIN_DIGITS:
         text = _apply(_CARD_RE, text, _card_hit, out)
@@ -660,8 +1001,13 @@ class _Walk:
         vtype = type(value)
         if vtype is str:
             return self.string(value, key_kind, parent, key)
-        if vtype is int and key_kind == _KEY_PHONE:
-            return self.phone_number(value, parent, key)
+        if vtype is int:
+            if value >= _CARD_INT_MIN and _is_card_int(value):
+                self.redactions += 1
+                return REDACTED
+            if key_kind == _KEY_PHONE:
+                return self.phone_number(value, parent, key)
+            return value
         if vtype in _SCALARS:
             return value
         if vtype is dict or vtype is list or isinstance(value, Mapping | list | tuple):
@@ -694,7 +1040,13 @@ class _Walk:
 
     def sequence(self, items: list[Any] | tuple[Any, ...], path: str, depth: int, key_kind: int) -> list[Any]:
         # List items inherit the e-mail/phone meaning of the key that holds the list.
-        return [self.value(item, key_kind, path, index, depth) for index, item in enumerate(items)]
+        result = [self.value(item, key_kind, path, index, depth) for index, item in enumerate(items)]
+        if len(items) == 2 and type(items[0]) is str and type(items[1]) is str:
+            # A [name, value] pair, e.g. a header: ["Authorization", "Bearer ..."].
+            name, value = items
+            if _classify_key(name) == _KEY_SECRET and _looks_like_credential(result[1]):
+                result[1] = self.redact(value)
+        return result
 
 
 def _child(parent: str, key: Any) -> str:

@@ -578,7 +578,8 @@ def test_non_string_scalars_and_inert_values_pass_through() -> None:
         "ratio": 0.5,
         "ok": True,
         "none": None,
-        "big": 4111111111111111,  # an int under a non-secret key is not scanned
+        "big": 4111111111111112,  # a big int that is not a card number (Luhn) passes
+        "epoch_ms": 1732675200123,
         "ip": "10.0.0.1",
         "request_id": "550e8400-e29b-41d4-a716-446655440000",
         "at": "2026-11-27T10:15:30Z",
@@ -644,3 +645,276 @@ def test_pathologically_deep_nesting_fails_closed() -> None:
     result = mask_event(None, deep, None, None)
     assert "bob@example.com" not in _encoded(result)
     assert result.redactions == 1
+
+
+# ------------------------------------------- issue 14, finding 4: what came back verbatim
+
+PCT_JWT = "Authorization%3A%20Bearer%20" + JWT
+
+
+@pytest.mark.parametrize("location", LOCATIONS)
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('params {"password"=>"hunter2"} saved', f'params {{"password"=>"{R}"}} saved'),
+        ("{:password => 'hunter2'}", f"{{:password => '{R}'}}"),
+        ("ran mysql --password hunter2 -h db", f"ran mysql --password {R} -h db"),
+        ("ran tool --db-pass 'hunter2' now", f"ran tool --db-pass '{R}' now"),
+        ("ran tool -token hunter2", f"ran tool -token {R}"),
+        ("<User>bob</User><Password>hunter2</Password>", f"<User>bob</User><Password>{R}</Password>"),
+        ("<ns:api_key type='x'>hunter2</ns:api_key>", f"<ns:api_key type='x'>{R}</ns:api_key>"),
+        ("body=%7B%22password%22%3A%22hunter2%22%7D", f"body=%7B%22password%22%3A%22{R}%22%7D"),
+        (
+            "body=%257B%2522password%2522%253A%2522hunter2%2522%257D",
+            f"body=%257B%2522password%2522%253A%2522{R}%2522%257D",
+        ),
+        (f"hdr {PCT_JWT} end", f"hdr Authorization%3A%20Bearer%20{R} end"),
+        ("password\u00a0=\u00a0hunter2 ok", f"password\u00a0=\u00a0{R} ok"),
+        ("password\u3000\uff1d\u3000hunter2 ok", f"password\u3000\uff1d\u3000{R} ok"),
+        ("password\uff1dhunter2", f"password\uff1d{R}"),
+        ("token\uff1a hunter2", f"token\uff1a {R}"),
+        (
+            "\uff50\uff41\uff53\uff53\uff57\uff4f\uff52\uff44=hunter2",
+            f"\uff50\uff41\uff53\uff53\uff57\uff4f\uff52\uff44={R}",
+        ),
+        ('raw {\\\\\\"password\\\\\\": \\\\\\"hunter2\\\\\\"}', f'raw {{\\\\\\"password\\\\\\": \\\\\\"{R}\\\\\\"}}'),
+        ("json {\\u0022password\\u0022: \\u0022hunter2\\u0022}", f"json {{\\u0022password\\u0022: \\u0022{R}\\u0022}}"),
+        ("html {&quot;password&quot;: &quot;hunter2&quot;}", f"html {{&quot;password&quot;: &quot;{R}&quot;}}"),
+        ("userPass=hunter2 next", f"userPass={R} next"),
+        ("db_pass: hunter2", f"db_pass: {R}"),
+        ("pw=hunter2", f"pw={R}"),
+        ("passcode=hunter2", f"passcode={R}"),
+        ("encryption_key=hunter2", f"encryption_key={R}"),
+    ],
+)
+def test_finding_4_text_forms_redacted(location: str, text: str, expected: str) -> None:
+    _assert_redacted(location, text, "hunter2" if "hunter2" in text else JWT, expected)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (f"jwt_{JWT}", f"jwt_{R}"),
+        (f"id0{JWT} x", f"id0{R} x"),
+        ("x-auth:Bearer abcdefghij0123456789", f"x-auth:Bearer {R}"),
+        ("header_Bearer abcdefghij0123456789", f"header_Bearer {R}"),
+        ("Bearer abcdefghijklmnop", f"Bearer {R}"),
+    ],
+)
+def test_bearer_and_jwt_without_a_preceding_space_redacted(text: str, expected: str) -> None:
+    masked, found = mask_text(text)
+    assert masked == expected
+    assert len(found) == 1 and found[0][2] == R
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "db_pass",
+        "userPass",
+        "pw",
+        "passcode",
+        "encryption_key",
+        "api_key",
+        "private_key",
+        "signingKey",
+        "ssh-key",
+        "password_hash",
+        "api_key_value",
+        "basic_auth",
+        "user_pin",
+        "csrfToken",
+        "session_token",
+        "\uff50\uff41\uff53\uff53\uff57\uff4f\uff52\uff44",  # full-width "password"
+        "DB_PW",
+    ],
+)
+def test_finding_4_secret_key_names_redacted(key: str) -> None:
+    result = mask_event(None, {key: "hunter2"}, {"nested": {key: 1234}}, None)
+    assert result.metadata == {key: R}
+    assert result.before_state == {"nested": {key: R}}
+    assert result.redactions == 2
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("password_changed", True),
+        ("password_changed", "yes"),
+        ("passwordChangedAt", "2026-11-27T10:15:30Z"),
+        ("token_count", 3),
+        ("tokenType", "refresh"),
+        ("key", "orders/2026/11/report.csv"),
+        ("resource_key", "doc-42"),
+        ("cache_key", "user:42:profile"),
+        ("sort_key", "b"),
+        ("public_key", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5"),
+        ("idempotency_key", "req-7"),
+        ("key_id", "k-1"),
+        ("session_id", "sess-123"),
+        ("session", "s-9"),
+        ("bypass", "cache"),
+        ("passenger", "Ada"),
+        ("author", "bob"),
+        ("pinned", "yes"),
+        ("secret_name", "prod/db"),
+    ],
+)
+def test_harmless_key_names_kept(key: str, value: Any) -> None:
+    result = mask_event(None, {key: value}, None, None)
+    assert result.metadata == {key: value}
+    assert result.redactions == 0
+
+
+@pytest.mark.parametrize("location", ["metadata", "before_state", "after_state"])
+def test_card_number_as_json_number_redacted(location: str) -> None:
+    event: dict[str, Any] = {"message": None, "metadata": None, "before_state": None, "after_state": None}
+    event[location] = {"card": 4111111111111111, "payments": [{"pan": 5555555555554444}, 378282246310005]}
+    result = mask_event(**event)
+    assert getattr(result, location) == {"card": R, "payments": [{"pan": R}, R]}
+    assert result.redactions == 3
+    assert "4111111111111111" not in _encoded(result)
+
+
+@pytest.mark.parametrize(
+    "number",
+    [
+        3,
+        1234567,
+        4111111111111112,  # Luhn-invalid
+        1732675200123,  # epoch milliseconds
+        1732675200123456789,  # epoch nanoseconds
+        1859371264720715776,  # a snowflake id
+        20261127103012,  # a compact timestamp, Luhn-valid
+        4111111111111111111,  # 19 digits: as a JSON number more likely an id than a card
+    ],
+)
+def test_ordinary_numbers_kept(number: int) -> None:
+    result = mask_event(None, {"n": number, "list": [number]}, None, {"n": number})
+    assert result.metadata == {"n": number, "list": [number]}
+    assert result.after_state == {"n": number}
+    assert result.redactions == 0
+
+
+def _luhn_valid(digits: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = int(ch) * (2 if i % 2 else 1)
+        total += d - 9 if d > 9 else d
+    return total % 10 == 0
+
+
+def test_compact_timestamp_fixtures_are_luhn_valid() -> None:
+    # The timestamps above and below are kept by the network-prefix rule, not by luck of Luhn.
+    assert _luhn_valid("4111111111111111") and not _luhn_valid("4111111111111112")
+    assert _luhn_valid("20261127103012")
+
+
+@pytest.mark.parametrize("location", LOCATIONS)
+@pytest.mark.parametrize("glued", ["PAN-4111111111111111", "card_4111111111111111", "cc:4111111111111111"])
+def test_card_number_glued_to_a_label_redacted(location: str, glued: str) -> None:
+    label = glued[:-16]
+    _assert_redacted(location, f"charged {glued} ok", "4111111111111111", f"charged {label}{R} ok")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "INV-20261127103012",  # compact timestamp glued to a label
+        "id a4111111111111111",  # inside a hex-ish token
+        "sha 4111111111111111abc",
+    ],
+)
+def test_digits_inside_tokens_not_taken_for_cards(text: str) -> None:
+    masked, found = mask_text(text)
+    assert masked == text
+    assert found == []
+
+
+@pytest.mark.parametrize("location", ["before_state", "after_state", "metadata"])
+def test_header_pair_in_a_list_redacted(location: str) -> None:
+    event: dict[str, Any] = {"message": None, "metadata": None, "before_state": None, "after_state": None}
+    event[location] = {
+        "headers": [["Authorization", "Bearer abcdefghijklmnop"], ["Accept", "text/html"]],
+        "pair": ["Authorization", "Bearer abcdefghijklmnop"],
+        "cookie_pair": ["Cookie", "sid=abcdef0123"],
+    }
+    result = mask_event(**event)
+    assert getattr(result, location) == {
+        "headers": [["Authorization", R], ["Accept", "text/html"]],
+        "pair": ["Authorization", R],
+        "cookie_pair": ["Cookie", R],
+    }
+    assert "abcdefghijklmnop" not in _encoded(result)
+
+
+def test_lists_of_field_names_are_not_pairs() -> None:
+    after = {"changed_fields": ["password", "email"], "scopes": ["token", "read"], "x": ["pass", "fail"]}
+    result = mask_event(None, None, None, after)
+    assert result.after_state == after
+    assert result.redactions == 0
+
+
+@pytest.mark.parametrize("location", LOCATIONS)
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [("call 0912345678 now", "call ********78 now"), ("uk 07911123456.", "uk *********56.")],
+)
+def test_national_phone_without_separators_masked(location: str, text: str, masked: str) -> None:
+    result = mask_event(**_event(location, text))
+    assert _masked_at(result, location) == masked
+    assert [(f.kind, f.path) for f in result.pii] == [("phone", LOCATIONS[location])]
+    assert result.redactions == 0
+
+
+def test_bare_national_phone_value_masked() -> None:
+    result = mask_event(None, {"contact": "0912345678"}, None, None)
+    assert result.metadata == {"contact": "********78"}
+    assert result.pii == [PiiFinding("metadata/contact", "phone", "0912345678", "********78")]
+
+
+@pytest.mark.parametrize("text", ["0012345678", "order 912345678", "v0912345678x", "id-0912345678", "09123"])
+def test_other_digit_runs_not_national_phones(text: str) -> None:
+    masked, found = mask_text(text)
+    assert masked == text
+    assert found == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "next=%2Fhome%3Fa%3D1&lang=en",
+        "50% done, 100%25 sure",
+        'path C:\\temp\\"quoted\\" ok',
+        "Tom &amp; Jerry &quot;show&quot;",
+        "password_changed=true token_count=3",
+        "password&nbsp;reset",
+        "<PasswordPolicy>strict</PasswordPolicy>",
+        "<compass>north</compass>",
+        "run --verbose --password-file /etc/pw.txt",
+        "\u00a0token\u00a0count\u3000\uff1d 3",
+        "the bearer of bad news",
+    ],
+)
+def test_encoded_and_spaced_text_without_secrets_kept(text: str) -> None:
+    masked, found = mask_text(text)
+    assert masked == text
+    assert found == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "body=%7B%22password%22%3A%22hunter2%22%7D",
+        'raw {\\\\\\"password\\\\\\": \\\\\\"hunter2\\\\\\"}',
+        "ran mysql --password hunter2",
+        "<Password>hunter2</Password>",
+        "password\u3000\uff1d\u3000hunter2",
+    ],
+)
+def test_finding_4_forms_idempotent(text: str) -> None:
+    once, found = mask_text(text)
+    assert found and "hunter2" not in once
+    twice, found_again = mask_text(once)
+    assert twice == once
+    assert found_again == []
