@@ -75,9 +75,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    from app.alerts.evaluator import alerts_plugin
+    from app.audit_trail.jobs_plugin import service_events_plugin
     from app.database import prepare_database
     from app.observability import configure_logging
-    from app.alerts.evaluator import alerts_plugin
     from app.retention.plugin import retention_plugin
     from jobs.worker import run_worker
 
@@ -85,7 +86,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
     configure_logging(settings.log_level, json_lines=settings.log_json)
     embedded = prepare_database(settings, run_migrations=False)
     try:
-        run_worker(settings.jobs_config(), plugins=[alerts_plugin(settings), retention_plugin(settings)])
+        run_worker(
+            settings.jobs_config(),
+            plugins=[alerts_plugin(settings), service_events_plugin(settings), retention_plugin(settings)],
+        )
     finally:
         _release(embedded)
     return 0
@@ -110,6 +114,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 def cmd_rotate_keys(args: argparse.Namespace) -> int:
     """Give every tenant a new data key now (the scheduled job does it weekly)."""
+    from app.audit_trail.jobs_plugin import service_events_plugin
     from app.database import prepare_database
     from app.observability import configure_logging
     from app.runtime import make_engine
@@ -129,7 +134,12 @@ def cmd_rotate_keys(args: argparse.Namespace) -> int:
                 "db": TenantDB(engine),
                 "keyrings": KeyringStore(LocalMasterKey.from_setting(settings.master_key or "")),
             }
-            return await rotate_data_keys(ctx, max_age_days=0)
+            events = service_events_plugin(settings)  # each rotation recorded in its tenant's log
+            await events.startup(ctx)
+            try:
+                return await rotate_data_keys(ctx, max_age_days=0, trigger="cli")
+            finally:
+                await events.shutdown(ctx)
         finally:
             await engine.dispose()
 

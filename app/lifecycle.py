@@ -42,14 +42,17 @@ async def start_services(runtime: Runtime) -> None:
     if (demo := start_demo_seeding(runtime)) is not None:  # development: sample tenants' events, once
         runtime.services["demo_data"] = DemoSeeding(demo)
     if settings.worker_in_process:
-        from jobs.worker import start_worker  # only when the worker runs in this process
-
         from app.alerts.evaluator import alerts_plugin
+        from app.audit_trail.jobs_plugin import service_events_plugin
         from app.retention.plugin import retention_plugin
+        from jobs.worker import WorkerPlugin, start_worker  # only when the worker runs in this process
 
-        runtime.services["worker"] = await start_worker(
-            settings.jobs_config(), plugins=[alerts_plugin(settings), retention_plugin(settings, runtime)]
-        )
+        plugins: list[WorkerPlugin] = [
+            alerts_plugin(settings),
+            service_events_plugin(settings, runtime),
+            retention_plugin(settings, runtime),
+        ]
+        runtime.services["worker"] = await start_worker(settings.jobs_config(), plugins=plugins)
 
 
 async def stop_services(runtime: Runtime) -> None:

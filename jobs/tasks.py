@@ -11,9 +11,13 @@ from sqlalchemy import text
 
 from db.tenancy import TenantDB
 
-__all__ = ["all_tenants", "precreate_partitions", "rotate_data_keys"]
+__all__ = ["ON_DATA_KEY_ROTATED", "all_tenants", "precreate_partitions", "rotate_data_keys"]
 
 log = logging.getLogger(__name__)
+
+ON_DATA_KEY_ROTATED = "on_data_key_rotated"
+"""``ctx`` key of an optional ``async (tenant_id, key_id, trigger) -> None`` called after each rotation has
+committed: the caller (the API or ``auditlog worker``/``rotate-keys``) records it in the tenant's log."""
 
 # Months (UTC) that have rows in the tenant's default partition, read through the parent (so under RLS).
 _DEFAULT_MONTHS = text(
@@ -52,16 +56,19 @@ async def precreate_partitions(ctx: dict[str, Any], *, months: int = 3) -> int:
     return created
 
 
-async def rotate_data_keys(ctx: dict[str, Any], *, max_age_days: float = 7) -> int:
+async def rotate_data_keys(ctx: dict[str, Any], *, max_age_days: float = 7, trigger: str = "schedule") -> int:
     """Give every tenant whose newest data key is older than ``max_age_days`` a new one.
 
     AES-GCM with random 96-bit nonces must stay well under 2**32 encryptions per key; rotating weekly keeps
-    a tenant under that up to ~7,000 events/s sustained. Old keys stay to read old events.
+    a tenant under that up to ~7,000 events/s sustained. Old keys stay to read old events. Each rotation is
+    reported to ``ctx[ON_DATA_KEY_ROTATED]`` (if set) once committed, with ``trigger``.
     """
     db, keyrings = ctx["db"], ctx["keyrings"]
+    on_rotated = ctx.get(ON_DATA_KEY_ROTATED)
     cutoff = datetime.now(UTC) - timedelta(days=max_age_days)
     rotated = 0
     for tenant_id in await all_tenants(db):
+        key_id = None
         async with db.tenant(tenant_id) as session:
             newest = (
                 await session.execute(
@@ -69,7 +76,9 @@ async def rotate_data_keys(ctx: dict[str, Any], *, max_age_days: float = 7) -> i
                 )
             ).scalar()
             if newest is None or newest <= cutoff:
-                await keyrings.rotate(session, tenant_id)
+                key_id = await keyrings.rotate(session, tenant_id)
                 rotated += 1
+        if key_id is not None and on_rotated is not None:
+            await on_rotated(tenant_id, key_id, trigger)
     log.info("key rotation job: %d tenants rotated", rotated)
     return rotated

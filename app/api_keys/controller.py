@@ -1,4 +1,8 @@
-"""API key routes of a tenant (Admin): create (the key is shown once), list, revoke."""
+"""API key routes of a tenant (Admin): create (the key is shown once), list, revoke.
+
+Creating and revoking a key are recorded in the tenant's log once committed (``API_KEY_CREATED``,
+``API_KEY_REVOKED`` on ``auditlog.api_key``, by the Admin), with the key's id, name and role, never its secret.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +15,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.api_keys.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyOut
 from app.api_keys.service import create_key, list_keys, revoke_key
+from app.audit_trail.service_events import API_KEY, record_service_event
 from app.errors import NotFound
 from app.guards import ADMIN, principal_of
 from app.runtime import Runtime
+from db.repository import ApiKeyRepository
 
 __all__ = ["ApiKeyController"]
 
@@ -27,13 +33,29 @@ class ApiKeyController(Controller):
         guards=[ADMIN],
         status_code=201,
         summary="Create an API key (Admin); the key is in this response only",
-        description="The key acts with `role` (User or Auditor) inside the caller's tenant. Only a hash is kept.",
+        description=(
+            "The key acts with `role` (User or Auditor) inside the caller's tenant. Only a hash is kept. "
+            "Recorded in the tenant's log as `API_KEY_CREATED` (`auditlog.api_key`)."
+        ),
     )
     async def create(
-        self, request: Request, data: JSONBody[ApiKeyCreate], session: NamedDependency[AsyncSession]
+        self, request: Request, data: JSONBody[ApiKeyCreate], runtime: NamedDependency[Runtime]
     ) -> ApiKeyCreated:
         principal = principal_of(request)
-        return await create_key(session, name=data.name, role=data.role, created_by=principal.subject_id)
+        async with runtime.db.tenant(principal.tenant_id) as session:  # committed before it is recorded
+            created = await create_key(session, name=data.name, role=data.role, created_by=principal.subject_id)
+        await record_service_event(
+            runtime,
+            tenant_id=principal.tenant_id,
+            actor=principal.actor,
+            action="API_KEY_CREATED",
+            resource_type=API_KEY,
+            resource_id=str(created.id),
+            details={"name": created.name, "role": created.role},
+            request=request,
+            session_id=principal.session_id,
+        )
+        return created
 
     @get(
         "/",
@@ -52,9 +74,27 @@ class ApiKeyController(Controller):
         guards=[ADMIN],
         status_code=204,
         summary="Revoke an API key (Admin); it stops working within a second",
-        description="Another tenant's key, or an unknown id: 404. Revoking a revoked key again: 204.",
+        description=(
+            "Another tenant's key, or an unknown id: 404. Revoking a revoked key again: 204. The revocation is "
+            "recorded in the tenant's log as `API_KEY_REVOKED` (`auditlog.api_key`), once."
+        ),
     )
     async def revoke(self, request: Request, id: FromPath[uuid.UUID], runtime: NamedDependency[Runtime]) -> None:
         principal = principal_of(request)
-        if not await revoke_key(runtime, principal.tenant_id, id):
+        async with runtime.db.tenant(principal.tenant_id) as session:
+            before = await ApiKeyRepository(session=session).get_one_or_none(id=id)
+        if before is None or not await revoke_key(runtime, principal.tenant_id, id):
             raise NotFound("API key")
+        if before.revoked_at is not None:
+            return
+        await record_service_event(
+            runtime,
+            tenant_id=principal.tenant_id,
+            actor=principal.actor,
+            action="API_KEY_REVOKED",
+            resource_type=API_KEY,
+            resource_id=str(id),
+            details={"name": before.name, "role": before.role},
+            request=request,
+            session_id=principal.session_id,
+        )

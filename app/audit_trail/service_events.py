@@ -14,20 +14,21 @@ import ipaddress
 import logging
 import uuid
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
+from app.errors import ApiError
+from app.logs.ingest import WriterUnavailable
 from app.logs.prepare import prepare_event
 from app.logs.schemas import EventIn, Severity
 
 if TYPE_CHECKING:
     from litestar import Request
 
-    from app.runtime import Runtime
-
 __all__ = [
     "API_KEY",
     "DATA_KEY",
     "READ_AUDIT",
+    "SERVICE_ACTOR",
     "SERVICE_RESOURCE_TYPES",
     "SESSION",
     "TENANT",
@@ -47,6 +48,15 @@ READ_AUDIT: Final = "audit_log"
 """The resource type of read records (``VIEW``/``EXPORT``/``QUERY``), written by ``app.read_audit``."""
 
 SERVICE_RESOURCE_TYPES: Final = frozenset({TENANT, USER, API_KEY, SESSION, DATA_KEY, READ_AUDIT})
+SERVICE_ACTOR: Final = "auditlog-service"
+"""The ``user_id`` of actions nobody asked for over the API (the scheduled data-key rotation, the CLI's)."""
+
+
+class HasServices(Protocol):
+    """What recording needs of its host: ``services["ingest"]``, the writer (an API ``Runtime``, or a job
+    worker's stand-in holding its own writer)."""
+
+    services: dict[str, Any]
 
 
 def is_service_resource_type(resource_type: str) -> bool:
@@ -64,7 +74,7 @@ def _client_address(request: Request[Any, Any, Any] | None) -> str | None:
 
 
 async def record_service_event(
-    runtime: Runtime,
+    runtime: HasServices,
     *,
     tenant_id: uuid.UUID,
     actor: str,
@@ -81,8 +91,8 @@ async def record_service_event(
 
     ``actor`` is the ``user_id`` recorded (a user or API key id, or the operator's id for the operator's
     actions). ``details`` becomes the event's metadata (encrypted at rest like any metadata); never put a
-    secret in it. Raises ``WriterUnavailable`` (a 503) if the event cannot be stored: an administrative
-    action must not succeed without its trace.
+    secret in it. If the event cannot be stored, raises ``WriterUnavailable``, or, for a ``request``, a
+    503 problem with ``Retry-After``: an administrative action must not succeed without its trace.
     """
     headers = request.headers if request is not None else None
     event = EventIn(
@@ -101,6 +111,14 @@ async def record_service_event(
     )
     prepared = prepare_event(event, tenant_id=tenant_id, actor=actor, now=datetime.now(UTC))
     writer = runtime.services.get("ingest")
-    if writer is None:
-        raise RuntimeError("the ingest writer is not running")
-    await writer.submit(tenant_id, [prepared])
+    try:
+        if writer is None:
+            raise WriterUnavailable("the ingest writer is not running")
+        await writer.submit(tenant_id, [prepared])
+    except WriterUnavailable:
+        if request is None:
+            raise
+        log.error("%s of tenant %s was done but its audit event could not be stored", action, tenant_id)
+        raise ApiError(
+            503, f"{action} was carried out, but its audit event could not be stored", headers={"Retry-After": "1"}
+        ) from None
