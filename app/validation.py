@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Any, ClassVar, Final, TypeVar
+from typing import Any, Final, TypeVar
 
 import msgspec
 from litestar import Request
@@ -207,7 +207,6 @@ class JsonBodyRequest(Request[Any, Any, Any]):
     """Litestar's request, reading JSON bodies by :mod:`app.validation`'s rule (see the module docstring)."""
 
     max_depth: int = 32
-    _structs: ClassVar[dict[int, type[msgspec.Struct] | None]] = {}
 
     async def json(self) -> Any:
         state = self._connection_state
@@ -216,10 +215,7 @@ class JsonBodyRequest(Request[Any, Any, Any]):
         body = await self.body()
         value = decode_json(body, max_depth=self.max_depth, integral_floats=True) if body else None
         handler = self.route_handler
-        key = id(handler)
-        if key not in self._structs:
-            self._structs[key] = _body_struct(handler) if isinstance(handler, HTTPRouteHandler) else None
-        struct = self._structs[key]
+        struct = _body_struct(handler) if isinstance(handler, HTTPRouteHandler) else None
         if struct is not None:
             if not body:
                 raise not_json()
