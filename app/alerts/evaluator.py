@@ -35,6 +35,7 @@ from app.logs.ingest import NOTIFY_CHANNEL
 from app.logs.query import COLUMN_COUNT, SELECT_COLUMNS, filter_predicate
 from app.logs.rows import rows_to_wire
 from app.settings import Settings
+from db.listener import listen_forever
 from db.urls import plain_dsn
 
 __all__ = ["AlertEvaluator", "AlertsPlugin", "alerts_plugin"]
@@ -118,25 +119,6 @@ class AlertEvaluator:
         except Exception:
             log.exception("evaluating the alert rules of tenant %s failed", tenant_id)
 
-    async def _listen(self) -> None:
-        while True:
-            conn: asyncpg.Connection | None = None
-            try:
-                conn = await asyncpg.connect(self._dsn)
-                await conn.add_listener(NOTIFY_CHANNEL, self._on_notify)
-                while not conn.is_closed():
-                    await asyncio.sleep(1.0)
-                    await conn.execute("SELECT 1")
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("alert listener reconnecting: %s", exc)
-                await asyncio.sleep(1.0)
-            finally:
-                if conn is not None:
-                    with contextlib.suppress(Exception):
-                        await conn.close()
-
     async def _sweeper(self) -> None:
         while True:
             await asyncio.sleep(self._sweep)
@@ -150,7 +132,10 @@ class AlertEvaluator:
 
     def start(self) -> None:
         self._tasks = [
-            asyncio.create_task(self._listen(), name="alerts-listener"),
+            asyncio.create_task(
+                listen_forever(self._dsn, NOTIFY_CHANNEL, self._on_notify, name="alert listener"),
+                name="alerts-listener",
+            ),
             asyncio.create_task(self._sweeper(), name="alerts-sweeper"),
         ]
 

@@ -26,13 +26,13 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-import asyncpg
 import msgspec
 
 from app.logs.ingest import NOTIFY_CHANNEL
 from app.logs.query import COLUMN_COUNT, LogFilters
 from app.logs.rows import row_to_wire
 from app.stream.sql import BATCH, build_fetch_sql
+from db.listener import listen_forever
 
 if TYPE_CHECKING:
     from db.keyring import KeyringStore
@@ -217,30 +217,16 @@ class StreamHub:
                 return
 
     # -- the listening connection ------------------------------------------------------------------
-    async def _listen(self) -> None:
-        while True:
-            conn: asyncpg.Connection | None = None
-            try:
-                conn = await asyncpg.connect(self._dsn)
-                await conn.add_listener(NOTIFY_CHANNEL, self._on_notify)
-                self._ready.set()
-                for tenant_id in list(self._subscribers):  # catch up what was committed while we were away
-                    self.poke(tenant_id)
-                while not conn.is_closed():
-                    await asyncio.sleep(self._reconnect)
-                    await conn.execute("SELECT 1")  # notice a dead connection
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("stream listener reconnecting: %s", exc)
-                await asyncio.sleep(self._reconnect)
-            finally:
-                if conn is not None:
-                    with contextlib.suppress(Exception):
-                        await conn.close()
+    def _connected(self) -> None:
+        self._ready.set()
+        for tenant_id in list(self._subscribers):  # catch up what was committed while we were away
+            self.poke(tenant_id)
 
     async def start(self) -> StreamHub:
-        self._task = asyncio.create_task(self._listen(), name="stream-listener")
+        listener = listen_forever(
+            self._dsn, NOTIFY_CHANNEL, self._on_notify, on_connect=self._connected, name="stream listener"
+        )
+        self._task = asyncio.create_task(listener, name="stream-listener")
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._ready.wait(), timeout=10)
         return self
