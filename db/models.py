@@ -41,6 +41,8 @@ class User(TenantOwned, Base):
     failed_logins: Mapped[int] = mapped_column(Integer, default=0)
     locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     disabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    """Soft deletion (migration 0009): the row stays so old events keep naming a real user."""
 
 
 class ApiKey(TenantOwned, Base):

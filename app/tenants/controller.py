@@ -22,7 +22,7 @@ from app.runtime import Runtime
 from app.tenants.schemas import KeyRotated, TenantCreate, TenantOut
 from app.tenants.service import create_tenant, find_tenant, list_tenants
 from app.users.schemas import UserCreate, UserOut
-from app.users.service import create_user
+from app.users.service import create_user, list_users
 from db.keyring import CACHE_SECONDS
 from db.repository import UserRepository
 
@@ -63,6 +63,19 @@ class TenantController(Controller):
         principal = principal_of(request)
         only = None if principal.role is Role.OPERATOR else principal.tenant_id
         return await list_tenants(runtime.db, only=only)
+
+    @get(
+        "/{tenant_id:uuid}/users",
+        guards=[OPERATOR_OR_ADMIN],
+        summary="A tenant's users, emails masked (operator, or an Admin of that tenant; extension)",
+        description="Deleted users are left out; disabled ones carry `disabled_at`. Another tenant: 404.",
+    )
+    async def users(
+        self, request: Request, tenant_id: FromPath[uuid.UUID], runtime: NamedDependency[Runtime]
+    ) -> list[UserOut]:
+        await _reachable_tenant(request, runtime, tenant_id)
+        async with runtime.db.tenant(tenant_id) as session:
+            return await list_users(session)
 
     @post(
         "/{tenant_id:uuid}/users",

@@ -19,7 +19,7 @@ from db.keyring import KeyringStore
 from db.models import User
 from db.repository import UserRepository
 
-__all__ = ["create_user", "list_users"]
+__all__ = ["create_user", "list_users", "user_out"]
 
 
 async def create_user(
@@ -50,15 +50,22 @@ async def create_user(
         ring = await keyrings.get(session, tenant_id)
         blob = ring.encrypt(email.encode(), event_id=user_id, field="user.email")
         await session.execute(text("SELECT auditlog_vault_put(:u, 'email', :v)"), {"u": user_id, "v": blob})
-    return _out(user)
+    return user_out(user)
 
 
 async def list_users(session: AsyncSession) -> list[UserOut]:
     users = await UserRepository(session=session).list(
-        User.role != "Operator", order_by=[(User.created_at, False), (User.id, False)]
+        User.role != "Operator", User.deleted_at.is_(None), order_by=[(User.created_at, False), (User.id, False)]
     )
-    return [_out(u) for u in users]
+    return [user_out(u) for u in users]
 
 
-def _out(user: User) -> UserOut:
-    return UserOut(id=user.id, username=user.username, role=user.role, email=user.email, created_at=user.created_at)
+def user_out(user: User) -> UserOut:
+    return UserOut(
+        id=user.id,
+        username=user.username,
+        role=user.role,
+        email=user.email,
+        created_at=user.created_at,
+        disabled_at=user.disabled_at,
+    )

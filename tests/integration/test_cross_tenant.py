@@ -52,6 +52,12 @@ async def _conversation(client: ApiClient, b: TenantFixture) -> str:
     )
 
 
+async def _user(client: ApiClient, b: TenantFixture) -> str:
+    listed = await client.get("/api/v1/users", headers=b.admin)
+    assert listed.status_code == 200, listed.text
+    return str(next(u["id"] for u in listed.json() if u["username"] == "user"))
+
+
 # The collection path a parameter belongs to → how to make one of its objects in tenant B.
 MAKERS: dict[str, Maker] = {
     "/api/v1/tenants": _tenant,
@@ -59,11 +65,14 @@ MAKERS: dict[str, Maker] = {
     "/api/v1/logs": _event,
     "/api/v1/exports": _export,
     "/api/v1/chat": _conversation,
+    "/api/v1/users": _user,
 }
 # Valid bodies, so that a 404 is not pre-empted by a 400/422.
 BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/api/v1/tenants/{}/users"): {"username": "intruder", "password": "intruder-pass-1", "role": "User"},
     ("PUT", "/api/v1/tenants/{}/retention"): {"days": 30},
+    ("PATCH", "/api/v1/users/{}"): {"role": "Admin"},
+    ("POST", "/api/v1/users/{}/password"): {"new_password": "taken-over-password-1"},
 }
 _PARAM = re.compile(r"\{[^}]+\}")
 
