@@ -101,7 +101,8 @@ async def test_failed_logins_are_indistinguishable(client: ApiClient) -> None:
 
 def _from(client: ApiClient, address: str) -> httpx.AsyncClient:
     """Another client of the same app whose requests come from ``address``."""
-    transport = httpx.ASGITransport(app=client.app, client=(address, 40000))
+    app: Any = client.app  # httpx types its ASGI app more narrowly than Litestar declares __call__
+    transport = httpx.ASGITransport(app=app, client=(address, 40000))
     return httpx.AsyncClient(transport=transport, base_url="http://testserver")
 
 

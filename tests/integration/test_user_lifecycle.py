@@ -77,9 +77,12 @@ async def test_get_patch_role_and_disable_revoke_sessions_and_are_recorded(
     assert (await client.post(TOKEN, json=body)).status_code == 200
 
     actions = [e["action"] for e in await _events(database, t) if e["resource_id"] == uid]
-    assert [
-        a for a in actions if a != "USER_CREATED" and a != "LOGIN_FAILED"
-    ] == ["ROLE_CHANGED", "USER_DISABLED", "USER_ENABLED", "USER_UPDATED"]
+    assert [a for a in actions if a != "USER_CREATED" and a != "LOGIN_FAILED"] == [
+        "ROLE_CHANGED",
+        "USER_DISABLED",
+        "USER_ENABLED",
+        "USER_UPDATED",
+    ]
 
 
 async def test_another_tenants_user_is_404_and_the_operator_names_the_tenant(client: ApiClient) -> None:
