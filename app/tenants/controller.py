@@ -8,6 +8,7 @@ already has users is recorded as a ``WARNING``: an operator-made Admin reads eve
 
 from __future__ import annotations
 
+import builtins
 import uuid
 
 from litestar import Controller, Request, get, post
@@ -72,7 +73,7 @@ class TenantController(Controller):
     )
     async def users(
         self, request: Request, tenant_id: FromPath[uuid.UUID], runtime: NamedDependency[Runtime]
-    ) -> list[UserOut]:
+    ) -> builtins.list[UserOut]:  # ``list`` is a method name in this class
         await _reachable_tenant(request, runtime, tenant_id)
         async with runtime.db.tenant(tenant_id) as session:
             return await list_users(session)
