@@ -2,7 +2,8 @@
 
 The columns and their types come from ``analytics.schema``; the value sets of ``action``, ``severity`` and
 ``resource_type`` (with counts), the time range held and the event count come from one grouped scan of
-the tenant's ``events``; the metadata keys from a bounded sample of recent rows that carry metadata. The
+the tenant's ``events``; the metadata keys from a bounded sample (up to 2,000 rows carrying metadata, from the
+last day of events held; skipped if it runs past its time limit). The
 result is rendered into the model's instructions as prose plus one ``Schema:`` JSON line, which the offline
 model reads back the same way a hosted model reads the prose.
 
@@ -13,16 +14,20 @@ apart, and the scan is the most expensive part of answering one.
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
+from analytics.engine import QueryTimeout
 from analytics.schema import EVENT_SCHEMA
 
 __all__ = ["Catalog", "CatalogCache", "load_catalog"]
+
+log = logging.getLogger("auditlog.agent")
 
 MAX_VALUES: Final = 100
 METADATA_SAMPLE: Final = 2_000
@@ -43,8 +48,11 @@ SELECT k, count(*) AS n FROM (
 """
 _BY: Final = {0b011: "action", 0b101: "severity", 0b110: "resource_type", 0b111: "total"}
 
-RunQuery = Callable[[str, tuple[str, ...]], Awaitable[list[dict[str, Any]]]]
-"""Runs trusted SQL over the tenant's ``events`` projected to the given columns; returns the rows."""
+RunQuery = Callable[[str, tuple[str, ...], datetime | None], Awaitable[list[dict[str, Any]]]]
+"""Runs trusted SQL over the tenant's ``events`` projected to the given columns (only events at or after the
+given time, when one is given: the filter reaches PostgreSQL and the lake's file pruning); returns the rows."""
+SAMPLE_WINDOW: Final = timedelta(days=1)
+"""Metadata keys are sampled from the last day of events held (a bounded read, however many events)."""
 
 
 @dataclass(frozen=True)
@@ -130,14 +138,20 @@ def _ordered(counts: dict[str, int]) -> dict[str, int]:
 async def load_catalog(run: RunQuery) -> Catalog:
     """The catalog of the tenant behind ``run`` (two scans: the value sets, then a metadata sample)."""
     groups: dict[str, dict[str, int]] = {"action": {}, "severity": {}, "resource_type": {}}
-    total, first_at, last_at = 0, None, None
-    for row in await run(_VALUES_SQL, ("timestamp", "action", "severity", "resource_type")):
+    total, first_at, last_at, newest = 0, None, None, None
+    for row in await run(_VALUES_SQL, ("timestamp", "action", "severity", "resource_type"), None):
         kind = _BY.get(int(row["g"]))
         if kind == "total":
             total, first_at, last_at = int(row["n"]), _iso(row["first_at"]), _iso(row["last_at"])
+            newest = row["last_at"]
         elif kind is not None and row[kind] is not None:
             groups[kind][str(row[kind])] = int(row["n"])
-    keys = [str(r["k"]) for r in await run(_KEYS_SQL, ("metadata",))] if total else []
+    keys: list[str] = []
+    if isinstance(newest, datetime):
+        try:
+            keys = [str(r["k"]) for r in await run(_KEYS_SQL, ("metadata",), newest - SAMPLE_WINDOW)]
+        except QueryTimeout:
+            log.warning("metadata keys not sampled: the sample ran past its time limit")
     return Catalog(
         total=total,
         first_at=first_at,

@@ -70,15 +70,13 @@ async def _turns(runtime: Runtime, principal: Principal, conversation_id: uuid.U
         return await load_turns(session, principal.tenant_id, conversation_id)
 
 
-def _audit(request: Request[Any, Any, Any], runtime: Runtime, principal: Principal, out: ChatOut | None,
-           deps: AskDeps | None, conversation_id: uuid.UUID) -> None:  # fmt: skip
-    details: dict[str, Any] = {"conversation_id": str(conversation_id)}
-    if out is not None:
-        details.update({"sql": out.sql, "count": out.row_count, "truncated": out.truncated})
-        if out.refused:
-            details["refused"] = out.refused
-    if deps is not None and deps.ran:
-        details["statements"] = len(deps.ran)
+def _audit(request: Request[Any, Any, Any], runtime: Runtime, principal: Principal, out: ChatOut, deps: AskDeps,
+           conversation_id: uuid.UUID) -> None:  # fmt: skip
+    """The question as a ``QUERY`` read: what ran (the last statement, how many rows) or why nothing did."""
+    details: dict[str, Any] = {"conversation_id": str(conversation_id), "sql": out.sql, "count": out.row_count,
+                               "truncated": out.truncated, "statements": len(deps.ran)}  # fmt: skip
+    if out.refused:
+        details["refused"] = out.refused
     client = request.client
     get_recorder(runtime).record_read(
         principal,
@@ -98,14 +96,11 @@ def _wants_stream(request: Request[Any, Any, Any]) -> bool:
 
 async def _answer(request: Request[Any, Any, Any], runtime: Runtime, principal: Principal, question: str,
                   conversation_id: uuid.UUID, turns: list[Turn], emit: Any = None) -> ChatOut:  # fmt: skip
-    out: ChatOut | None = None
-    deps: AskDeps | None = None
     try:
         out, deps = await answer_question(runtime, principal, question, conversation_id, turns, emit=emit)
     except QueryTimeout:
         raise ApiError(503, "reading the schema of your events took too long", headers={"Retry-After": "5"}) from None
-    finally:
-        _audit(request, runtime, principal, out, deps, conversation_id)
+    _audit(request, runtime, principal, out, deps, conversation_id)
     return out
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import uuid
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Any, Final
 
 from pydantic_ai.models import Model
@@ -57,11 +58,13 @@ def tenant_events(runtime: Runtime, tenant_id: uuid.UUID) -> Any:
     engine, store = engine_of(runtime), lake_store_of(runtime)
 
     @contextlib.asynccontextmanager
-    async def open_events(columns: tuple[str, ...] | None) -> AsyncIterator[EngineSession]:
+    async def open_events(
+        columns: tuple[str, ...] | None, filters: LogFilters = _ALL_EVENTS
+    ) -> AsyncIterator[EngineSession]:
         async with (
             runtime.db.read(tenant_id) as pg,
             open_tenant_events(
-                engine, pg, tenant_id, runtime.keyrings, filters=_ALL_EVENTS, columns=columns, lake_store=store
+                engine, pg, tenant_id, runtime.keyrings, filters=filters, columns=columns, lake_store=store
             ) as session,
         ):
             yield session
@@ -81,8 +84,9 @@ async def answer_question(
     """Ask the agent, remember the exchange, and return the answer (with the deps, for auditing)."""
     open_events = tenant_events(runtime, principal.tenant_id)
 
-    async def run(sql: str, columns: tuple[str, ...]) -> list[dict[str, Any]]:
-        async with open_events(columns) as session:
+    async def run(sql: str, columns: tuple[str, ...], since: datetime | None) -> list[dict[str, Any]]:
+        filters = _ALL_EVENTS if since is None else LogFilters(start_time=since)
+        async with open_events(columns, filters) as session:
             return list((await session.query(sql, time_limit=QUERY_TIME_LIMIT_S)).to_pylist())
 
     catalog = await _catalogs(runtime).get(principal.tenant_id, run)
