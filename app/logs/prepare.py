@@ -11,11 +11,12 @@ The result carries the masked plaintexts the writer encrypts, the COPY row, and 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
@@ -222,8 +223,9 @@ def _decode_bulk_body(body: bytes, max_items: int, max_depth: int) -> tuple[list
     return items, prefix
 
 
-def _rule_errors(ev: EventIn, now: datetime) -> list[FieldError]:
-    """The rules the types cannot express (every one checked, so all are reported together)."""
+def _rule_errors(ev: EventIn, now: datetime) -> tuple[list[FieldError], str | None]:
+    """The rules the types cannot express (every one checked, so all are reported together), and the
+    address in canonical form (parsed once, here)."""
     errors: list[FieldError] = []
     if not _ACTION_RE.match(ev.action):
         errors.append(FieldError("action", f"must match {ACTION_PATTERN}"))
@@ -237,19 +239,28 @@ def _rule_errors(ev: EventIn, now: datetime) -> list[FieldError]:
             errors.append(FieldError("timestamp", "must not be more than 5 minutes in the future"))
         elif timestamp < EARLIEST_TIMESTAMP:
             errors.append(FieldError("timestamp", f"must not be before {EARLIEST_TIMESTAMP:%Y-%m-%dT%H:%M:%SZ}"))
-    if ev.ip_address is not None and canonical_ip(ev.ip_address) is None:
-        errors.append(FieldError("ip_address", "must be a valid IPv4 or IPv6 address"))
-    return errors
+    ip = None
+    if ev.ip_address is not None:
+        ip = canonical_ip(ev.ip_address)
+        if ip is None:
+            errors.append(FieldError("ip_address", "must be a valid IPv4 or IPv6 address"))
+    return errors, ip
 
 
-def _client_errors(ev: EventIn, now: datetime) -> list[FieldError]:
+@functools.cache
+def _is_reserved() -> Callable[[str], bool]:
+    # ``app.audit_trail.service_events`` imports this module: bind its check on first use, once.
+    from app.audit_trail.service_events import is_service_resource_type
+
+    return is_service_resource_type
+
+
+def _client_errors(ev: EventIn, now: datetime) -> tuple[list[FieldError], str | None]:
     """``_rule_errors`` plus what only clients may not do: use a resource type reserved for the service."""
-    from app.audit_trail.service_events import is_service_resource_type  # it imports this module
-
-    errors = _rule_errors(ev, now)
-    if is_service_resource_type(ev.resource_type):
+    errors, ip = _rule_errors(ev, now)
+    if _is_reserved()(ev.resource_type):
         errors.append(FieldError("resource_type", "is reserved for the service's own events (audit_log, auditlog.*)"))
-    return errors
+    return errors, ip
 
 
 def canonical_ip(value: str) -> str | None:
@@ -295,13 +306,14 @@ def prepare_event(ev: EventIn, *, tenant_id: uuid.UUID, actor: str, now: datetim
     The service's own writers (read audit, administrative events) call this directly; client events come
     through :func:`prepare_client_event` / :func:`prepare_bulk`, which also refuse reserved resource types.
     """
-    _check(_rule_errors(ev, now))
-    return _build(ev, tenant_id=tenant_id, actor=actor, now=now)
+    errors, ip = _rule_errors(ev, now)
+    _check(errors)
+    return _build(ev, ip, tenant_id=tenant_id, actor=actor, now=now)
 
 
-def _build(ev: EventIn, *, tenant_id: uuid.UUID, actor: str, now: datetime) -> PreparedEvent:
+def _build(ev: EventIn, ip: str | None, *, tenant_id: uuid.UUID, actor: str, now: datetime) -> PreparedEvent:
+    """The stored event from a validated one (``ip``: its address in canonical form)."""
     timestamp = now if ev.timestamp is None else ev.timestamp.astimezone(UTC)
-    ip = canonical_ip(ev.ip_address) if ev.ip_address is not None else None
     masked = mask_event(ev.message, ev.metadata, ev.before_state, ev.after_state)
     if masked.metadata is None and masked.before_state is None and masked.after_state is None:
         payload = None
@@ -345,8 +357,9 @@ def prepare_client_event(
 ) -> PreparedEvent:
     """One client event from its bytes: 400 (not JSON, too deep) or 422 naming every bad field."""
     event = decode_event(body, max_depth=max_depth)
-    _check(_client_errors(event, now))
-    return _build(event, tenant_id=tenant_id, actor=actor, now=now)
+    errors, ip = _client_errors(event, now)
+    _check(errors)
+    return _build(event, ip, tenant_id=tenant_id, actor=actor, now=now)
 
 
 def prepare_bulk(
@@ -365,7 +378,7 @@ def prepare_bulk(
     prepared for storage unless every item is valid.
     """
     items, prefix = _decode_bulk_body(body, max_items, max_depth)
-    events: list[EventIn] = []
+    valid: list[tuple[EventIn, str | None]] = []
     errors: list[FieldError] = []
     more = 0
     for index, item in enumerate(items):
@@ -379,8 +392,8 @@ def prepare_bulk(
             except ApiError as exc:  # this item is not JSON the decoder accepts (too deep)
                 found = [FieldError(None, exc.detail, status=400)]
             else:
-                found = _client_errors(event, now)
-                events.append(event)
+                found, ip = _client_errors(event, now)
+                valid.append((event, ip))
         for err in found:
             if err.status != 422:  # too large or too deep: that status for the whole body, this item named
                 err.index, err.prefix = index, (*prefix, index)
@@ -392,7 +405,7 @@ def prepare_bulk(
                 more += 1
     if errors:
         raise FieldErrors(errors, more=more)
-    return [_build(ev, tenant_id=tenant_id, actor=actor, now=now) for ev in events]
+    return [_build(ev, ip, tenant_id=tenant_id, actor=actor, now=now) for ev, ip in valid]
 
 
 def request_hash(route: str, body: bytes) -> bytes:
