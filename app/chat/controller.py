@@ -21,7 +21,7 @@ from analytics.agent import AskDeps, Turn
 from analytics.engine import QueryTimeout
 from app.auth.principal import Principal
 from app.chat.schemas import ChatIn, ChatOut, ConversationOut
-from app.chat.service import ROUTE, answer_question
+from app.chat.service import ROUTE, ModelUnavailable, answer_question
 from app.chat.store import conversation_exists, load_messages, load_turns
 from app.dependencies import runtime_of
 from app.errors import ApiError, NotFound
@@ -100,6 +100,8 @@ async def _answer(request: Request[Any, Any, Any], runtime: Runtime, principal: 
         out, deps = await answer_question(runtime, principal, question, conversation_id, turns, emit=emit)
     except QueryTimeout:
         raise ApiError(503, "reading the schema of your events took too long", headers={"Retry-After": "5"}) from None
+    except ModelUnavailable as e:
+        raise ApiError(503, str(e)) from None
     _audit(request, runtime, principal, out, deps, conversation_id)
     return out
 
@@ -165,7 +167,11 @@ class ChatController(Controller):
         responses={
             404: _NOT_FOUND,
             422: ResponseSpec(None, description="Invalid body (blank or too long `question`); `errors` names it"),
-            503: ResponseSpec(None, description="The tenant's events could not be read in time (`Retry-After`)"),
+            503: ResponseSpec(
+                None,
+                description="The tenant's events could not be read in time (`Retry-After`), or the model that "
+                "`AUDIT_LLM_MODEL` names cannot be used here (the detail says why)",
+            ),
         },
     )
     async def ask(self, request: Request[Any, Any, Any], data: ChatIn) -> ChatOut:

@@ -10,6 +10,7 @@ ever get that function. The model is ``runtime.services["chat_model"]`` when set
 from __future__ import annotations
 
 import contextlib
+import logging
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -28,7 +29,9 @@ from app.exports.access import engine_of, lake_store_of
 from app.logs.query import LogFilters
 from app.runtime import Runtime
 
-__all__ = ["ROUTE", "answer_question", "chat_model"]
+__all__ = ["ROUTE", "ModelUnavailable", "answer_question", "chat_model"]
+
+log = logging.getLogger("auditlog.chat")
 
 ROUTE: Final = "/api/v1/chat"
 MAX_ROWS: Final = 1_000
@@ -37,10 +40,20 @@ ANSWER_TIME_LIMIT_S: Final = 60.0
 _ALL_EVENTS: Final = LogFilters()
 
 
+class ModelUnavailable(RuntimeError):
+    """``AUDIT_LLM_MODEL`` names a model this installation cannot build (unknown name, provider package or
+    credentials missing); the message says which and why."""
+
+
 def chat_model(runtime: Runtime) -> Model:
     model = runtime.services.get("chat_model")
     if model is None:
-        model = runtime.services["chat_model"] = resolve_model(runtime.settings.llm_model)
+        try:
+            model = resolve_model(runtime.settings.llm_model)
+        except Exception as e:  # pydantic-ai raises ImportError, UserError, ValueError... by provider
+            log.error("AUDIT_LLM_MODEL=%s cannot be used: %s", runtime.settings.llm_model, e)
+            raise ModelUnavailable(f"the configured model {runtime.settings.llm_model!r} cannot be used: {e}") from e
+        runtime.services["chat_model"] = model
     assert isinstance(model, Model)
     return model
 

@@ -197,3 +197,12 @@ async def test_a_configured_model_goes_through_the_same_path(database: Database,
         body = response.json()
         assert body["refused"] and body["sql"] is None
         assert _spy(client).agent_statements() == []
+
+
+async def test_a_configured_model_that_cannot_be_built_is_a_clear_503(database: Database, tmp_path: Path) -> None:
+    async with running_app(make_settings(database, tmp_path, llm_model="nosuchprovider:model-x")) as client:
+        a = await make_tenant(client)
+        response = await client.post("/api/v1/chat", json={"question": "how many events?"}, headers=a.admin)
+        assert response.status_code == 503, response.text
+        assert response.headers["content-type"].startswith("application/problem+json")
+        assert "nosuchprovider:model-x" in response.json()["detail"]
