@@ -21,6 +21,7 @@ import logging
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -262,7 +263,7 @@ class AlertsPlugin:
     """What the job worker runs for alerts: the ``deliver_alert`` task and the evaluator beside it."""
 
     def __init__(self, dsn: str, *, allow_private_urls: bool, retry_delay: float, sweep_seconds: float) -> None:
-        self.functions = [deliver_alert]
+        self.functions: Sequence[Callable[..., Any]] = [deliver_alert]
         self._dsn = dsn
         self._allow_private = allow_private_urls
         self._retry_delay = retry_delay

@@ -52,6 +52,11 @@ async def _conversation(client: ApiClient, b: TenantFixture) -> str:
     )
 
 
+async def _alert(client: ApiClient, b: TenantFixture) -> str:
+    body = {"name": "b's alert", "webhook_url": "http://127.0.0.1:9/hook"}  # private URLs allowed below
+    return await _created(await client.post("/api/v1/alerts", json=body, headers=b.admin), "id")
+
+
 async def _user(client: ApiClient, b: TenantFixture) -> str:
     listed = await client.get("/api/v1/users", headers=b.admin)
     assert listed.status_code == 200, listed.text
@@ -66,6 +71,7 @@ MAKERS: dict[str, Maker] = {
     "/api/v1/exports": _export,
     "/api/v1/chat": _conversation,
     "/api/v1/users": _user,
+    "/api/v1/alerts": _alert,
 }
 # Valid bodies, so that a 404 is not pre-empted by a 400/422.
 BODIES: dict[tuple[str, str], Any] = {
@@ -73,6 +79,7 @@ BODIES: dict[tuple[str, str], Any] = {
     ("PUT", "/api/v1/tenants/{}/retention"): {"days": 30},
     ("PATCH", "/api/v1/users/{}"): {"role": "Admin"},
     ("POST", "/api/v1/users/{}/password"): {"new_password": "taken-over-password-1"},
+    ("PATCH", "/api/v1/alerts/{}"): {"threshold": 5},
 }
 _PARAM = re.compile(r"\{[^}]+\}")
 
@@ -86,7 +93,9 @@ def _caller(endpoint: Endpoint, tenant: TenantFixture) -> dict[str, str] | None:
 
 
 async def test_other_tenants_objects_are_not_found(database: Database, tmp_path: Path) -> None:
-    settings = make_settings(database, tmp_path, rate_limit_other_routes=100_000, rate_limit_log_routes=100_000)
+    settings = make_settings(
+        database, tmp_path, rate_limit_other_routes=100_000, rate_limit_log_routes=100_000, allow_private_urls=True
+    )
     async with running_app(settings) as client:
         a = await make_tenant(client)
         b = await make_tenant(client)
