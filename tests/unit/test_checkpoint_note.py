@@ -1,0 +1,78 @@
+"""``app.verifiable.note``: C2SP signed-note checkpoints signed with Ed25519, and the leaf encoding."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+
+from app.verifiable.leaf import LeafFields, encode_leaf, leaf_hash, micros
+from app.verifiable.note import (
+    Checkpoint,
+    NoteError,
+    NoteSigner,
+    NoteVerifier,
+    format_checkpoint,
+    generate_signer_key,
+    open_checkpoint,
+)
+
+ROOT = bytes(range(32))
+
+
+def test_checkpoint_round_trip_and_key_texts() -> None:
+    signer = NoteSigner.parse(generate_signer_key("auditlog.example"))
+    assert NoteSigner.parse(signer.text()).verifier == signer.verifier
+    verifier = NoteVerifier.parse(signer.verifier.text())
+    assert verifier.text().startswith("auditlog.example+") and len(verifier.key_hash) == 4
+    note = signer.sign(format_checkpoint(Checkpoint("auditlog.example/t1", 42, ROOT)))
+    body, _, sig = note.partition("\n\n")
+    assert body == f"auditlog.example/t1\n42\n{base64.b64encode(ROOT).decode()}"
+    assert sig.startswith("\u2014 auditlog.example ") and sig.endswith("\n")
+    assert open_checkpoint(note, [verifier], origin="auditlog.example/t1") == Checkpoint(
+        "auditlog.example/t1", 42, ROOT
+    )
+
+
+def test_other_key_other_tenant_and_tampering_are_refused() -> None:
+    signer = NoteSigner.parse(generate_signer_key("auditlog.example"))
+    other = NoteSigner.parse(generate_signer_key("auditlog.example"))
+    note = signer.sign(format_checkpoint(Checkpoint("auditlog.example/t1", 42, ROOT)))
+    with pytest.raises(NoteError, match="no signature"):
+        open_checkpoint(note, [other.verifier])
+    with pytest.raises(NoteError, match=r"not 'auditlog\.example/t2'"):
+        open_checkpoint(note, [signer.verifier], origin="auditlog.example/t2")
+    with pytest.raises(NoteError, match="no signature"):
+        open_checkpoint(note.replace("\n42\n", "\n43\n"), [signer.verifier])
+    # a rotated set of verifiers still opens the old checkpoint
+    assert open_checkpoint(note, [other.verifier, signer.verifier]).tree_size == 42
+
+
+def _fields(**changes: object) -> LeafFields:
+    base = {
+        "tenant_id": uuid.UUID(int=1), "seq": 1, "id": uuid.UUID(int=2),
+        "timestamp": datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC), "received_at": datetime(2026, 1, 2, tzinfo=UTC),
+        "action": "CREATE", "resource_type": "doc", "resource_id": None, "user_id": "u", "session_id": None,
+        "request_id": None, "severity": "INFO", "ip_address": "10.0.0.1", "user_agent": None, "message": None,
+        "payload": b"\x01cipher",
+    }  # fmt: skip
+    base.update(changes)
+    return LeafFields(**base)  # type: ignore[arg-type]
+
+
+def test_leaf_encoding_is_exact_and_every_field_counts() -> None:
+    assert micros(datetime(1970, 1, 1, 0, 0, 1, 5, tzinfo=UTC)) == 1_000_005
+    same_instant = datetime(2026, 1, 2, 4, 4, 5, 6, tzinfo=timezone(timedelta(hours=1)))
+    assert encode_leaf(_fields(timestamp=same_instant)) == encode_leaf(_fields())
+    encoded = encode_leaf(_fields())
+    assert encoded.startswith(b"auditlog-leaf-v1\x01\x00\x00\x00\x24" + str(uuid.UUID(int=1)).encode())
+    assert b"\x01\x00\x00\x00\x04\x0a\x00\x00\x01" in encoded  # the packed IPv4 address
+    changes = {
+        "seq": 2, "id": uuid.UUID(int=3), "action": "DELETE", "resource_id": "", "user_id": None, "severity": "ERROR",
+        "ip_address": "10.0.0.2", "payload": b"\x01cipheR", "message": "m", "tenant_id": uuid.UUID(int=9),
+        "timestamp": datetime(2026, 1, 2, 3, 4, 5, 7, tzinfo=UTC),
+    }  # fmt: skip
+    for name, value in changes.items():
+        assert leaf_hash(_fields(**{name: value})) != leaf_hash(_fields()), name
