@@ -41,8 +41,8 @@ from analytics.schema import project
 from analytics.tail import TailQuery, tail_batches
 
 if TYPE_CHECKING:
-    from app.logs.query import LogFilters
     from db.crypto import TenantKeyring
+    from db.event_filters import LogFilters
 
 __all__ = ["AnalyticsEngine", "EngineLimits", "EngineSession", "QueryTimeout", "TenantEvents"]
 

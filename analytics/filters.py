@@ -25,14 +25,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
-from app.audit_trail.service_events import READ_AUDIT, is_service_resource_type
-from app.logs.query import LogFilters, filter_predicate
+from db.event_filters import READ_AUDIT, READ_AUDIT_PII, LogFilters, filter_predicate, is_service_resource_type
 
 __all__ = ["excludes_service_events", "filter_columns", "lake_dates", "lake_expression", "tail_predicate"]
 
 _EXACT: Final = ("user_id", "action", "resource_type", "resource_id", "session_id", "request_id", "ip_address")
 _UTC_US: Final = pa.timestamp("us", tz="UTC")
-_SERVICE_SQL: Final = f"NOT (resource_type = '{READ_AUDIT}' OR lower(resource_type) LIKE 'auditlog.%')"
 
 
 def values(filters: LogFilters, name: str) -> tuple[str, ...]:
@@ -69,10 +67,7 @@ def filter_columns(filters: LogFilters) -> set[str]:
 
 def tail_predicate(tenant_id: uuid.UUID, filters: LogFilters, bind: Callable[[Any], str]) -> str:
     """The hot tail's ``WHERE`` (``GET /logs``'s own predicate, plus the service-event rule)."""
-    predicate = filter_predicate(tenant_id, filters, bind)
-    if excludes_service_events(filters):
-        predicate += f" AND {_SERVICE_SQL}"
-    return predicate
+    return filter_predicate(tenant_id, filters, bind)  # the service-event rule is part of it
 
 
 def lake_dates(filters: LogFilters) -> tuple[date | None, date | None]:
@@ -104,7 +99,7 @@ def lake_expression(filters: LogFilters) -> ds.Expression | None:
     if filters.severity:
         parts.append(pc.field("severity").isin(list(filters.severity)))
     if excludes_service_events(filters):
-        service = (pc.field("resource_type") == READ_AUDIT) | pc.starts_with(
+        service = pc.field("resource_type").isin([READ_AUDIT, READ_AUDIT_PII]) | pc.starts_with(
             pc.field("resource_type"), "auditlog.", ignore_case=True
         )
         parts.append(~service)

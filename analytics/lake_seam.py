@@ -21,8 +21,8 @@ from analytics.filters import filter_columns, lake_dates, lake_expression
 from analytics.schema import SENSITIVE_COLUMNS, project
 
 if TYPE_CHECKING:
-    from app.logs.query import LogFilters
     from db.crypto import TenantKeyring
+    from db.event_filters import LogFilters
 
 __all__ = ["LakeSnapshot", "lake_batches", "lake_module", "read_lake_snapshot"]
 

@@ -15,18 +15,19 @@ from __future__ import annotations
 import contextlib
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
 import asyncpg
 import msgspec
 import pyarrow as pa
 
 from analytics.schema import SENSITIVE_COLUMNS, project
+from db.event_filters import Binder
 from db.fts import bind_search
 
 if TYPE_CHECKING:
-    from app.logs.query import LogFilters
     from db.crypto import TenantKeyring
+    from db.event_filters import LogFilters
 
 __all__ = ["TailIntegrityError", "TailQuery", "snapshot", "tail_batches"]
 
@@ -53,15 +54,6 @@ class _Payload(msgspec.Struct):
 _payload_decoder = msgspec.json.Decoder(_Payload)
 
 
-class _Binder:
-    def __init__(self) -> None:
-        self.args: list[Any] = []
-
-    def __call__(self, value: Any) -> str:
-        self.args.append(value)
-        return f"${len(self.args)}"
-
-
 class TailQuery:
     """The ``SELECT`` of a tenant's hot tail above ``watermark``, filtered, projected to ``columns``."""
 
@@ -73,7 +65,7 @@ class TailQuery:
         self.schema = project(columns)
         self.names: tuple[str, ...] = tuple(self.schema.names)
         self.needs_payload = any(c in SENSITIVE_COLUMNS for c in self.names)
-        bind = _Binder()
+        bind = Binder()
         where = tail_predicate(tenant_id, filters, bind)
         exprs = [_SELECT.get(c, c) for c in self.names if c not in SENSITIVE_COLUMNS]
         if self.needs_payload:

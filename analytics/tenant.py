@@ -20,7 +20,7 @@ from analytics.schema import SENSITIVE_COLUMNS
 from analytics.tail import snapshot
 
 if TYPE_CHECKING:
-    from app.logs.query import LogFilters
+    from db.event_filters import LogFilters
     from db.keyring import KeyringStore
 
 __all__ = ["open_tenant_events"]

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from app.logs.prepare import FieldError, PreparedEvent, prepare_event
 from app.logs.schemas import EventIn
+from db.event_filters import READ_AUDIT
 
 if TYPE_CHECKING:
     from app.auth.principal import Principal
@@ -40,7 +41,7 @@ __all__ = ["RESOURCE_TYPE", "ReadAuditRecorder", "get_recorder", "start_read_aud
 
 log = logging.getLogger("auditlog.read_audit")
 
-RESOURCE_TYPE: Final = "audit_log"
+RESOURCE_TYPE: Final = READ_AUDIT
 SERVICE_NAME: Final = "read_audit"
 MAX_ATTEMPTS: Final = 5
 PREPARE_SLICE: Final = 16

@@ -33,9 +33,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.alerts.delivery import BODY_FIELD, deliver_alert, enqueue_delivery
 from app.alerts.rules import match_filters
 from app.logs.ingest import NOTIFY_CHANNEL
-from app.logs.query import COLUMN_COUNT, SELECT_COLUMNS, filter_predicate
 from app.logs.rows import rows_to_wire
 from app.settings import Settings
+from db.event_filters import COLUMN_COUNT, SELECT_COLUMNS, Binder, filter_predicate
 from db.listener import listen_forever
 from db.urls import plain_dsn
 
@@ -47,15 +47,6 @@ MAX_EVENTS_IN_BODY = 100
 MAX_COUNT = 100_000
 FLOOR_SCAN = 50_000
 """Without a remembered position older than a window, the newest this many events are searched for its start."""
-
-
-class _Binder:
-    def __init__(self) -> None:
-        self.args: list[Any] = []
-
-    def __call__(self, value: Any) -> str:
-        self.args.append(value)
-        return f"${len(self.args)}"
 
 
 async def _raw(session: AsyncSession) -> asyncpg.Connection:
@@ -205,7 +196,7 @@ class AlertEvaluator:
         now = datetime.fromtimestamp(now_wall, UTC)
         window_start = max(now - timedelta(seconds=rule["window_seconds"]), rule["created_at"])
         lo = await self._floor(conn, tenant_id, seen, window_start)
-        bind = _Binder()
+        bind = Binder()
         where = (
             f"tenant_id = {bind(tenant_id)} AND seq > {bind(lo)} AND received_at >= {bind(window_start)}"
             f" AND {filter_predicate(tenant_id, filters, bind)}"

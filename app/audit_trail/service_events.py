@@ -20,6 +20,7 @@ from app.errors import ApiError
 from app.logs.ingest import WriterUnavailable
 from app.logs.prepare import prepare_event
 from app.logs.schemas import EventIn, Severity
+from db.event_filters import READ_AUDIT, READ_AUDIT_PII, is_service_resource_type
 
 if TYPE_CHECKING:
     from litestar import Request
@@ -44,10 +45,7 @@ USER: Final = "auditlog.user"
 API_KEY: Final = "auditlog.api_key"
 SESSION: Final = "auditlog.session"
 DATA_KEY: Final = "auditlog.data_key"
-READ_AUDIT: Final = "audit_log"
-"""The resource type of read records (``VIEW``/``EXPORT``/``QUERY``), written by ``app.read_audit``."""
-
-SERVICE_RESOURCE_TYPES: Final = frozenset({TENANT, USER, API_KEY, SESSION, DATA_KEY, READ_AUDIT})
+SERVICE_RESOURCE_TYPES: Final = frozenset({TENANT, USER, API_KEY, SESSION, DATA_KEY, READ_AUDIT, READ_AUDIT_PII})
 SERVICE_ACTOR: Final = "auditlog-service"
 """The ``user_id`` of actions nobody asked for over the API (the scheduled data-key rotation, the CLI's)."""
 
@@ -57,11 +55,6 @@ class HasServices(Protocol):
     worker's stand-in holding its own writer)."""
 
     services: dict[str, Any]
-
-
-def is_service_resource_type(resource_type: str) -> bool:
-    """True for the types only the service writes (``audit_log`` and anything under ``auditlog.``)."""
-    return resource_type == READ_AUDIT or resource_type.lower().startswith("auditlog.")
 
 
 def _client_address(request: Request[Any, Any, Any] | None) -> str | None:

@@ -27,6 +27,7 @@ from app.logs.prepare import prepare_event
 from app.logs.schemas import EventIn, PiiFindingOut, PiiOut
 from app.runtime import Runtime
 from db.crypto import DecryptionError, decrypt_json
+from db.event_filters import READ_AUDIT_PII
 
 __all__ = ["LogPiiController", "read_pii"]
 
@@ -56,7 +57,7 @@ async def _record_unmask(
     client = request.client.host if request.client else None
     event = EventIn(
         action="VIEW",
-        resource_type="audit_log_pii",
+        resource_type=READ_AUDIT_PII,
         resource_id=str(event_id),
         user_id=principal.actor,
         session_id=str(principal.session_id) if principal.session_id else None,

@@ -28,16 +28,28 @@ from typing import Annotated, Any, Final, get_args
 
 import msgspec
 
-from app.audit_trail.service_events import READ_AUDIT, is_service_resource_type
 from app.errors import ApiError
 from app.logs.schemas import ACTION_PATTERN, Severity
+from db.event_filters import (
+    COLUMN_COUNT,
+    OUTPUT_NAMES,
+    SELECT_COLUMNS,
+    SERVICE_EVENTS_SQL,
+    Binder,
+    LogFilters,
+    excludes_service_events,
+    filter_predicate,
+    where_clauses,
+)
 
 __all__ = [
+    "COLUMN_COUNT",
     "DEFAULT_LIMIT",
     "MAX_LIMIT",
     "MAX_VALUES",
     "SELECT_COLUMNS",
     "SERVICE_EVENTS_SQL",
+    "Binder",
     "ListQuery",
     "LogFilters",
     "build_get_sql",
@@ -68,10 +80,6 @@ _TEXT_LIMITS: Final = {
 }
 _MANY_LIMITS: Final = {"user_id": 256, "action": 64, "resource_type": 64}
 """The repeatable text filters (and their ``exclude_`` forms), with their longest value."""
-_MULTI: Final = ("user_id", "action", "resource_type")
-_NULLABLE: Final = frozenset({"user_id"})
-SERVICE_EVENTS_SQL: Final = f"(resource_type = '{READ_AUDIT}' OR lower(resource_type) LIKE 'auditlog.%')"
-"""True for the service's own events: exactly ``app.audit_trail.service_events.is_service_resource_type``."""
 FILTER_PARAMS: Final = (
     "start_time",
     "end_time",
@@ -89,79 +97,6 @@ FILTER_PARAMS: Final = (
     "exclude_user_id",
     "include_system",
 )
-
-
-def _rfc3339(column: str) -> str:
-    """``column`` (timestamptz) as the API writes times: UTC, ``Z``, microseconds only when not zero (exactly
-    msgspec's form, so an event reads the same from every route). Formatting in PostgreSQL spares the API
-    process building a ``datetime`` per value, the costliest part of decoding a page."""
-    return (
-        f"to_char({column} AT TIME ZONE 'UTC', CASE WHEN date_trunc('second', {column}) = {column} "
-        """THEN 'YYYY-MM-DD"T"HH24:MI:SS"Z"' ELSE 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"' END)"""
-    )
-
-
-# The columns of an event as the read routes select them: in the order of the API event's fields
-# (``app.logs.rows`` unpacks rows positionally), ``payload`` last, times already as RFC 3339 text (aliases that
-# do not shadow the columns, so ``ORDER BY "timestamp"`` still means the column). No ``tenant_id``: every
-# statement selects one tenant's rows, so the caller already knows it.
-_COLUMNS: Final = (
-    ("id", "id"),
-    ("action", "action"),
-    ("resource_type", "resource_type"),
-    ("resource_id", "resource_id"),
-    ("user_id", "user_id"),
-    ("session_id", "session_id"),
-    ("request_id", "request_id"),
-    ("severity", "severity"),
-    ("timestamp_text", _rfc3339('"timestamp"')),
-    ("ip_address", "host(ip_address)"),
-    ("user_agent", "user_agent"),
-    ("message", "message"),
-    ("received_at_text", _rfc3339("received_at")),
-    ("payload", "payload"),
-)
-SELECT_COLUMNS: Final = ", ".join(expr if expr == name else f"{expr} AS {name}" for name, expr in _COLUMNS)
-_OUTPUT_NAMES: Final = ", ".join(name for name, _ in _COLUMNS)
-
-
-class LogFilters(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    """A validated filter set. Times are UTC, multi-valued filters sorted and unique, the IP canonical."""
-
-    start_time: datetime | None = None
-    end_time: datetime | None = None
-    user_id: tuple[str, ...] = ()
-    action: tuple[str, ...] = ()
-    resource_type: tuple[str, ...] = ()
-    resource_id: str | None = None
-    severity: tuple[str, ...] = ()
-    session_id: str | None = None
-    request_id: str | None = None
-    ip_address: str | None = None
-    q: str | None = None
-    exclude_user_id: tuple[str, ...] = ()
-    exclude_action: tuple[str, ...] = ()
-    exclude_resource_type: tuple[str, ...] = ()
-    include_system: bool = False
-    """Also the service's own events (read records, ``auditlog.*``); see :func:`excludes_service_events`."""
-
-    def fingerprint(self) -> bytes:
-        """Canonical bytes of the filter set (what a cursor is bound to). A single ``user_id``, ``action`` or
-        ``resource_type`` is encoded as the plain value it was before these became repeatable, so cursors
-        issued by an older process for the same filters stay valid."""
-        if not (len(self.user_id) == 1 or len(self.action) == 1 or len(self.resource_type) == 1):
-            return msgspec.json.encode(self, order="sorted")
-        out: dict[str, Any] = msgspec.to_builtins(self)
-        for name in _MULTI:
-            values = out.get(name)
-            if values is not None and len(values) == 1:
-                out[name] = values[0]
-        return msgspec.json.encode(out, order="sorted")
-
-    def describe(self) -> dict[str, Any]:
-        """The filters that were given, as JSON-ready values (for read auditing)."""
-        out: dict[str, Any] = msgspec.to_builtins(self)
-        return out
 
 
 class ListQuery(msgspec.Struct, frozen=True, kw_only=True):
@@ -286,12 +221,6 @@ def parse_filters(params: Mapping[str, Sequence[str]], errors: list[dict[str, An
     )
 
 
-def excludes_service_events(filters: LogFilters) -> bool:
-    """Whether the service's own events are left out: unless ``include_system`` is set or a ``resource_type``
-    filter names one of them (API.md)."""
-    return not filters.include_system and not any(is_service_resource_type(rt) for rt in filters.resource_type)
-
-
 def parse_list_query(params: Mapping[str, Sequence[str]]) -> ListQuery:
     """Filters, ``limit`` and ``cursor`` of a list request, or a ``422`` naming every bad parameter."""
     errors: list[dict[str, Any]] = []
@@ -309,54 +238,6 @@ def parse_list_query(params: Mapping[str, Sequence[str]]) -> ListQuery:
         fields = ", ".join(dict.fromkeys(str(e["field"]) for e in errors))
         raise ApiError(422, f"invalid query parameters: {fields}", errors=errors)
     return ListQuery(filters=filters, limit=limit, cursor=cursor)
-
-
-class _Binder:
-    """Collects bound parameters and hands out their ``$n`` placeholders."""
-
-    def __init__(self) -> None:
-        self.args: list[Any] = []
-
-    def __call__(self, value: Any) -> str:
-        self.args.append(value)
-        return f"${len(self.args)}"
-
-
-def _where(
-    tenant_id: uuid.UUID, filters: LogFilters, bind: _Binder | Any, *, branched: frozenset[str] = frozenset()
-) -> list[str]:
-    """Every restriction except ``severity`` and the multi-valued filters named in ``branched`` (the caller
-    handles those: one value, or one ``UNION ALL`` branch per value)."""
-    clauses = [f"tenant_id = {bind(tenant_id)}"]
-    if filters.start_time is not None:
-        clauses.append(f'"timestamp" >= {bind(filters.start_time)}')
-    if filters.end_time is not None:
-        clauses.append(f'"timestamp" <= {bind(filters.end_time)}')
-    for column in _MULTI:
-        values: tuple[str, ...] = getattr(filters, column)
-        if column in branched or not values:
-            continue
-        if len(values) == 1:
-            clauses.append(f"{column} = {bind(values[0])}")
-        else:
-            clauses.append(f"{column} = ANY({bind(list(values))}::text[])")
-    for column in ("resource_id", "session_id", "request_id"):
-        value = getattr(filters, column)
-        if value is not None:
-            clauses.append(f"{column} = {bind(value)}")
-    if filters.ip_address is not None:
-        clauses.append(f"ip_address = {bind(filters.ip_address)}::inet")
-    for column in _MULTI:
-        excluded: tuple[str, ...] = getattr(filters, f"exclude_{column}")
-        if excluded:
-            clause = f"{column} <> ALL({bind(list(excluded))}::text[])"
-            clauses.append(f"({column} IS NULL OR {clause})" if column in _NULLABLE else clause)
-    # A resource_type filter naming only the client's own types already leaves service events out.
-    if not filters.resource_type and excludes_service_events(filters):
-        clauses.append(f"NOT {SERVICE_EVENTS_SQL}")
-    if filters.q is not None:
-        clauses.append(f"search @@ websearch_to_tsquery('simple', {bind(filters.q)})")
-    return clauses
 
 
 def _branches(filters: LogFilters) -> list[tuple[str, tuple[str, ...]]]:
@@ -388,9 +269,9 @@ def build_list_sql(
     become one ordered branch per value under a ``UNION ALL``, so each branch walks its
     ``(severity, "timestamp", id)`` index in keyset order however rare the values are.
     """
-    bind = _Binder()
+    bind = Binder()
     dims = _branches(filters)
-    clauses = _where(tenant_id, filters, bind, branched=frozenset(column for column, _ in dims))
+    clauses = where_clauses(tenant_id, filters, bind, branched=frozenset(column for column, _ in dims))
     if after is not None:
         clauses.append(f'("timestamp", id) < ({bind(after[0])}::timestamptz, {bind(after[1])}::uuid)')
     if len(filters.severity) == 1:
@@ -412,23 +293,9 @@ def build_list_sql(
         f'(SELECT {SELECT_COLUMNS}, "timestamp" AS sort_ts FROM {table} WHERE {where}{c} {order} LIMIT {lim})'
         for c in combos
     )
-    return f"SELECT {_OUTPUT_NAMES} FROM ({branches}) AS page ORDER BY sort_ts DESC, id DESC LIMIT {lim}", bind.args
+    return f"SELECT {OUTPUT_NAMES} FROM ({branches}) AS page ORDER BY sort_ts DESC, id DESC LIMIT {lim}", bind.args
 
 
 def build_get_sql(tenant_id: uuid.UUID, event_id: uuid.UUID) -> tuple[str, list[Any]]:
     """``SELECT`` of one event of the tenant by id."""
     return f"SELECT {SELECT_COLUMNS} FROM audit_logs WHERE tenant_id = $1 AND id = $2", [tenant_id, event_id]
-
-
-COLUMN_COUNT: Final = len(_COLUMNS)
-"""How many columns ``SELECT_COLUMNS`` yields (statements may select more after them)."""
-
-
-def filter_predicate(tenant_id: uuid.UUID, filters: LogFilters, bind: Any) -> str:
-    """The whole ``WHERE`` predicate of a filter set, severities and the service-event rule included, for
-    statements other than the page query (the live stream flags new rows with it); ``bind`` hands out ``$n``
-    placeholders."""
-    clauses = _where(tenant_id, filters, bind)
-    if filters.severity:
-        clauses.append(f"severity = ANY({bind(list(filters.severity))}::text[])")
-    return " AND ".join(clauses)

@@ -12,21 +12,12 @@ import uuid
 from collections.abc import Sequence
 from typing import Any, Final
 
-from app.logs.query import COLUMN_COUNT, SELECT_COLUMNS, LogFilters, filter_predicate
+from db.event_filters import COLUMN_COUNT, SELECT_COLUMNS, Binder, LogFilters, filter_predicate
 
 __all__ = ["BATCH", "COLUMN_COUNT", "build_fetch_sql", "build_position_of_sql"]
 
 BATCH: Final = 500
 """Rows per statement while replaying or catching up."""
-
-
-class _Binder:
-    def __init__(self) -> None:
-        self.args: list[Any] = []
-
-    def __call__(self, value: Any) -> str:
-        self.args.append(value)
-        return f"${len(self.args)}"
 
 
 def build_fetch_sql(
@@ -43,7 +34,7 @@ def build_fetch_sql(
     matching rows are read; the shared live fetch reads every new row once and flags it for each set, so its
     position advances over rows nobody asked for as well.
     """
-    bind = _Binder()
+    bind = Binder()
     tenant = bind(tenant_id)
     after = bind(after_seq)
     where = [f"tenant_id = {tenant}", f"seq > {after}"]

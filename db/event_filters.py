@@ -1,0 +1,192 @@
+"""The event filter set and the SQL it stands for: one definition shared by every reader of events.
+
+``GET /logs`` (``app.logs.query`` parses the query string into a :class:`LogFilters`), the live stream, the
+alert evaluator and the analytics hot tail all restrict ``audit_logs`` with :func:`filter_predicate` /
+:func:`where_clauses`, so a filter means the same everywhere. It lives below ``app`` and ``analytics`` so that
+both can use it without depending on each other. SQL is built only from fixed fragments with ``$n`` bound
+parameters (asyncpg style), always with an explicit ``tenant_id``.
+
+The service's own events (read records ``audit_log``/``audit_log_pii`` and ``auditlog.*`` administration)
+are left out unless ``include_system`` is set or a ``resource_type`` filter names one (API.md, "Reading is
+audited, and so is administration").
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, Final
+
+import msgspec
+
+__all__ = [
+    "COLUMN_COUNT",
+    "MULTI_VALUED",
+    "OUTPUT_NAMES",
+    "READ_AUDIT",
+    "READ_AUDIT_PII",
+    "SELECT_COLUMNS",
+    "SERVICE_EVENTS_SQL",
+    "Binder",
+    "LogFilters",
+    "excludes_service_events",
+    "filter_predicate",
+    "is_service_resource_type",
+    "where_clauses",
+]
+
+READ_AUDIT: Final = "audit_log"
+"""The resource type of read records (``VIEW``/``EXPORT``/``QUERY``), written by ``app.read_audit``."""
+READ_AUDIT_PII: Final = "audit_log_pii"
+"""The resource type of the record of an unmasking read (``GET /logs/{id}/pii``)."""
+SERVICE_EVENTS_SQL: Final = (
+    f"(resource_type IN ('{READ_AUDIT}', '{READ_AUDIT_PII}') OR lower(resource_type) LIKE 'auditlog.%')"
+)
+"""True for the service's own events: exactly :func:`is_service_resource_type`."""
+MULTI_VALUED: Final = ("user_id", "action", "resource_type")
+_NULLABLE: Final = frozenset({"user_id"})
+
+
+def is_service_resource_type(resource_type: str) -> bool:
+    """True for the types only the service writes (``audit_log``, ``audit_log_pii``, anything ``auditlog.*``)."""
+    return resource_type in (READ_AUDIT, READ_AUDIT_PII) or resource_type.lower().startswith("auditlog.")
+
+
+def _rfc3339(column: str) -> str:
+    """``column`` (timestamptz) as the API writes times: UTC, ``Z``, microseconds only when not zero (exactly
+    msgspec's form, so an event reads the same from every route). Formatting in PostgreSQL spares the API
+    process building a ``datetime`` per value, the costliest part of decoding a page."""
+    return (
+        f"to_char({column} AT TIME ZONE 'UTC', CASE WHEN date_trunc('second', {column}) = {column} "
+        """THEN 'YYYY-MM-DD"T"HH24:MI:SS"Z"' ELSE 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"' END)"""
+    )
+
+
+# The columns of an event as the read routes select them: in the order of the API event's fields
+# (``app.logs.rows`` unpacks rows positionally), ``payload`` last, times already as RFC 3339 text (aliases that
+# do not shadow the columns, so ``ORDER BY "timestamp"`` still means the column). No ``tenant_id``: every
+# statement selects one tenant's rows, so the caller already knows it.
+_COLUMNS: Final = (
+    ("id", "id"),
+    ("action", "action"),
+    ("resource_type", "resource_type"),
+    ("resource_id", "resource_id"),
+    ("user_id", "user_id"),
+    ("session_id", "session_id"),
+    ("request_id", "request_id"),
+    ("severity", "severity"),
+    ("timestamp_text", _rfc3339('"timestamp"')),
+    ("ip_address", "host(ip_address)"),
+    ("user_agent", "user_agent"),
+    ("message", "message"),
+    ("received_at_text", _rfc3339("received_at")),
+    ("payload", "payload"),
+)
+SELECT_COLUMNS: Final = ", ".join(expr if expr == name else f"{expr} AS {name}" for name, expr in _COLUMNS)
+OUTPUT_NAMES: Final = ", ".join(name for name, _ in _COLUMNS)
+
+COLUMN_COUNT: Final = len(_COLUMNS)
+"""How many columns ``SELECT_COLUMNS`` yields (statements may select more after them)."""
+
+
+class LogFilters(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """A validated filter set. Times are UTC, multi-valued filters sorted and unique, the IP canonical."""
+
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    user_id: tuple[str, ...] = ()
+    action: tuple[str, ...] = ()
+    resource_type: tuple[str, ...] = ()
+    resource_id: str | None = None
+    severity: tuple[str, ...] = ()
+    session_id: str | None = None
+    request_id: str | None = None
+    ip_address: str | None = None
+    q: str | None = None
+    exclude_user_id: tuple[str, ...] = ()
+    exclude_action: tuple[str, ...] = ()
+    exclude_resource_type: tuple[str, ...] = ()
+    include_system: bool = False
+    """Also the service's own events (read records, ``auditlog.*``); see :func:`excludes_service_events`."""
+
+    def fingerprint(self) -> bytes:
+        """Canonical bytes of the filter set (what a cursor is bound to). A single ``user_id``, ``action`` or
+        ``resource_type`` is encoded as the plain value it was before these became repeatable, so cursors
+        issued by an older process for the same filters stay valid."""
+        if not (len(self.user_id) == 1 or len(self.action) == 1 or len(self.resource_type) == 1):
+            return msgspec.json.encode(self, order="sorted")
+        out: dict[str, Any] = msgspec.to_builtins(self)
+        for name in MULTI_VALUED:
+            values = out.get(name)
+            if values is not None and len(values) == 1:
+                out[name] = values[0]
+        return msgspec.json.encode(out, order="sorted")
+
+    def describe(self) -> dict[str, Any]:
+        """The filters that were given, as JSON-ready values (for read auditing)."""
+        out: dict[str, Any] = msgspec.to_builtins(self)
+        return out
+
+
+def excludes_service_events(filters: LogFilters) -> bool:
+    """Whether the service's own events are left out: unless ``include_system`` is set or a ``resource_type``
+    filter names one of them (API.md)."""
+    return not filters.include_system and not any(is_service_resource_type(rt) for rt in filters.resource_type)
+
+
+class Binder:
+    """Collects bound parameters and hands out their ``$n`` placeholders."""
+
+    def __init__(self) -> None:
+        self.args: list[Any] = []
+
+    def __call__(self, value: Any) -> str:
+        self.args.append(value)
+        return f"${len(self.args)}"
+
+
+def where_clauses(
+    tenant_id: uuid.UUID, filters: LogFilters, bind: Binder | Any, *, branched: frozenset[str] = frozenset()
+) -> list[str]:
+    """Every restriction except ``severity`` and the multi-valued filters named in ``branched`` (the caller
+    handles those: one value, or one ``UNION ALL`` branch per value)."""
+    clauses = [f"tenant_id = {bind(tenant_id)}"]
+    if filters.start_time is not None:
+        clauses.append(f'"timestamp" >= {bind(filters.start_time)}')
+    if filters.end_time is not None:
+        clauses.append(f'"timestamp" <= {bind(filters.end_time)}')
+    for column in MULTI_VALUED:
+        values: tuple[str, ...] = getattr(filters, column)
+        if column in branched or not values:
+            continue
+        if len(values) == 1:
+            clauses.append(f"{column} = {bind(values[0])}")
+        else:
+            clauses.append(f"{column} = ANY({bind(list(values))}::text[])")
+    for column in ("resource_id", "session_id", "request_id"):
+        value = getattr(filters, column)
+        if value is not None:
+            clauses.append(f"{column} = {bind(value)}")
+    if filters.ip_address is not None:
+        clauses.append(f"ip_address = {bind(filters.ip_address)}::inet")
+    for column in MULTI_VALUED:
+        excluded: tuple[str, ...] = getattr(filters, f"exclude_{column}")
+        if excluded:
+            clause = f"{column} <> ALL({bind(list(excluded))}::text[])"
+            clauses.append(f"({column} IS NULL OR {clause})" if column in _NULLABLE else clause)
+    # A resource_type filter naming only the client's own types already leaves service events out.
+    if not filters.resource_type and excludes_service_events(filters):
+        clauses.append(f"NOT {SERVICE_EVENTS_SQL}")
+    if filters.q is not None:
+        clauses.append(f"search @@ websearch_to_tsquery('simple', {bind(filters.q)})")
+    return clauses
+
+
+def filter_predicate(tenant_id: uuid.UUID, filters: LogFilters, bind: Any) -> str:
+    """The whole ``WHERE`` predicate of a filter set, severities and the service-event rule included, for
+    statements other than the page query (the live stream flags new rows with it); ``bind`` hands out ``$n``
+    placeholders."""
+    clauses = where_clauses(tenant_id, filters, bind)
+    if filters.severity:
+        clauses.append(f"severity = ANY({bind(list(filters.severity))}::text[])")
+    return " AND ".join(clauses)
