@@ -80,6 +80,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from app.database import prepare_database
     from app.observability import configure_logging
     from app.retention.plugin import retention_plugin
+    from app.verifiable.integrator import verifiable_log_plugin
     from jobs.worker import run_worker
 
     settings = load_settings()
@@ -88,7 +89,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
     try:
         run_worker(
             settings.jobs_config(),
-            plugins=[alerts_plugin(settings), service_events_plugin(settings), retention_plugin(settings)],
+            plugins=[
+                alerts_plugin(settings),
+                service_events_plugin(settings),
+                retention_plugin(settings),
+                verifiable_log_plugin(settings),
+            ],
         )
     finally:
         _release(embedded)
@@ -179,6 +185,30 @@ def _run_lake_command(name: str) -> int:
     return 1 if totals.get("failed") else 0
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Check an export with proofs offline (no server, no settings): 0 when everything holds."""
+    from app.verifiable.verify import parse_verifier_keys, verify_export
+
+    key = Path(args.key)
+    try:
+        verifiers = parse_verifier_keys(key.read_text() if key.is_file() else args.key)
+        with open(args.file, encoding="utf-8") as handle:
+            report = verify_export(handle, verifiers, origin=args.origin)
+    except (OSError, ValueError) as exc:
+        print(f"auditlog verify: {exc}")
+        return 2
+    for failure in report.failures:
+        print(f"FAIL {failure}")
+    if report.ok and report.checkpoint is not None:
+        print(
+            f"OK {report.events} events and {report.erased} erased leaves verified against the checkpoint of "
+            f"{report.checkpoint.origin} at tree size {report.checkpoint.tree_size}"
+        )
+        return 0
+    print(f"FAILED: {len(report.failures)} problem(s)")
+    return 1
+
+
 def _release(embedded: EmbeddedPostgres | None) -> None:
     """Let go of the embedded server: stopped only by its owner, and only when no other process uses it."""
     if embedded is not None:
@@ -220,7 +250,13 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("rotate-keys", help="give every tenant a new data key now")
     sub.add_parser("export-lake", help="export every tenant's new events to the Parquet lake now")
     sub.add_parser("apply-retention", help="archive and remove events past each tenant's retention now")
+    verify = sub.add_parser("verify", help="check an export with proofs offline against the checkpoint key")
+    verify.add_argument("file", help="the export (GET /api/v1/logs/export?format=ndjson&proofs=true)")
+    verify.add_argument("--key", required=True, help="a verifier key, or a file of them (one a line)")
+    verify.add_argument("--origin", help="require the checkpoint of this log (<name>/<tenant id>)")
     args = parser.parse_args(argv)
+    if args.command == "verify":  # offline: no settings, no logging set-up
+        return cmd_verify(args)
     handler = {
         "serve": cmd_serve,
         "worker": cmd_worker,

@@ -45,12 +45,14 @@ async def start_services(runtime: Runtime) -> None:
         from app.alerts.evaluator import alerts_plugin
         from app.audit_trail.jobs_plugin import service_events_plugin
         from app.retention.plugin import retention_plugin
+        from app.verifiable.integrator import verifiable_log_plugin
         from jobs.worker import WorkerPlugin, start_worker  # only when the worker runs in this process
 
         plugins: list[WorkerPlugin] = [
             alerts_plugin(settings),
             service_events_plugin(settings, runtime),
             retention_plugin(settings, runtime),
+            verifiable_log_plugin(settings),
         ]
         runtime.services["worker"] = await start_worker(settings.jobs_config(), plugins=plugins)
 

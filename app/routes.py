@@ -26,6 +26,7 @@ def route_handlers() -> list[Any]:
     from app.stream.routes import logs_stream, logs_stream_sse
     from app.tenants.controller import TenantController
     from app.users.controller import UserController
+    from app.verifiable.controller import CheckpointController, checkpoint_key, event_proof
 
     # Everything under /api/v1/logs goes through one Router: Litestar 2.25 refuses two top-level
     # controllers on one path ("Handler already registered ... OPTIONS"). ``list_logs`` must follow
@@ -41,6 +42,7 @@ def route_handlers() -> list[Any]:
             cleanup_logs,
             export_logs,
             log_stats,
+            event_proof,
         ],
     )
     return [
@@ -57,4 +59,6 @@ def route_handlers() -> list[Any]:
         logs_stream,
         AlertController,
         ChatController,
+        checkpoint_key,
+        CheckpointController,
     ]

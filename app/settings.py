@@ -81,6 +81,13 @@ class Settings(BaseSettings):
     refresh_token_ttl_seconds: int = 30 * 24 * 3600
     operator_password: str | None = None
     """Password of user ``operator`` of tenant ``platform``; generated in development when unset."""
+    checkpoint_signing_keys: str | None = None
+    """Comma-separated Ed25519 note signer keys (``PRIVATE+KEY+<name>+<hash>+<base64>``), newest first: the
+    first signs checkpoints, all are listed by ``/.well-known/auditlog/checkpoint-key`` (rotation)."""
+    checkpoint_origin: str = "auditlog.example"
+    """A tenant's checkpoints name ``<checkpoint_origin>/<tenant id>`` as their log (origin line)."""
+    checkpoint_interval_seconds: float = Field(default=0.5, gt=0, le=10)
+    """How long the integrator gathers new events before adding them to the tree and signing a checkpoint."""
 
     trusted_proxies: str = ""
     """Comma-separated addresses or networks (CIDR) of reverse proxies whose ``X-Forwarded-For`` is believed;
@@ -129,7 +136,13 @@ class Settings(BaseSettings):
         if self.env is Environment.production:
             missing = [
                 name
-                for name in ("master_key", "jwt_signing_keys", "operator_password", "database_url")
+                for name in (
+                    "master_key",
+                    "jwt_signing_keys",
+                    "operator_password",
+                    "database_url",
+                    "checkpoint_signing_keys",
+                )
                 if not getattr(self, name)
             ]
             if missing:
@@ -185,6 +198,11 @@ class Settings(BaseSettings):
             keys.append((kid, secret.encode()))
         return keys
 
+    def _new_checkpoint_key(self) -> str:
+        from app.verifiable.note import generate_signer_key
+
+        return generate_signer_key(self.checkpoint_origin)
+
     def ensure_dev_secrets(self) -> Settings:
         """Fill unset secrets from ``<data_dir>/secrets.json``, generating it once (development only)."""
         if not self.is_dev:
@@ -196,6 +214,7 @@ class Settings(BaseSettings):
             "master_key": lambda: base64.urlsafe_b64encode(os.urandom(32)).decode(),
             "jwt_signing_keys": lambda: f"k1:{secrets.token_urlsafe(48)}",
             "operator_password": lambda: secrets.token_urlsafe(18),
+            "checkpoint_signing_keys": self._new_checkpoint_key,
         }
         changed = False
         for name, make in generated.items():

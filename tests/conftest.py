@@ -131,6 +131,7 @@ def make_settings(database: Database, tmp_path: Path, **overrides: Any) -> Setti
         "master_key": base64.urlsafe_b64encode(b"m" * 32).decode(),
         "jwt_signing_keys": "test1:" + "s" * 48,
         "operator_password": OPERATOR_PASSWORD,
+        "checkpoint_signing_keys": "PRIVATE+KEY+auditlog.example+77eac839+AWNjY2NjY2NjY2NjY2NjY2NjY2NjY2NjY2NjY2NjY2Nj",
         "demo_data": False,
         "run_worker_in_process": False,
         "log_json": False,

@@ -16,6 +16,8 @@ from app.exports.access import ExportProgress, engine_of, export_bytes, lake_sto
 from app.exports.filters import one_param, operation_with, raise_if_errors, read_filters
 from app.guards import READERS, principal_of
 from app.read_audit import get_recorder
+from app.verifiable.export import PROOFS_PARAM
+from app.verifiable.export_route import export_with_proofs, wants_proofs
 
 __all__ = ["export_logs"]
 
@@ -30,7 +32,12 @@ _FORMAT_PARAM = {
 _PROBLEMS = {
     401: ResponseSpec(None, description="No or bad credentials"),
     403: ResponseSpec(None, description="Role may not read events"),
-    422: ResponseSpec(None, description="Missing or unknown `format`, or invalid filters; `errors` names each one"),
+    404: ResponseSpec(None, description="`proofs=true` and no checkpoint is signed yet"),
+    422: ResponseSpec(
+        None,
+        description="Missing or unknown `format`, or invalid filters (or, with `proofs=true`, a format other "
+        "than ndjson or any filter); `errors` names each one",
+    ),
 }
 
 
@@ -39,7 +46,7 @@ _PROBLEMS = {
     guards=[READERS],
     tags=["logs"],
     name="export_logs",
-    operation_class=operation_with([_FORMAT_PARAM]),
+    operation_class=operation_with([_FORMAT_PARAM, PROOFS_PARAM]),
     responses=_PROBLEMS,
     media_type="application/octet-stream",
     summary="Export events (streamed)",
@@ -62,8 +69,11 @@ async def export_logs(request: Request[Any, Any, Any]) -> Stream:
         errors.append({"field": "format", "message": f"is required: one of {', '.join(FORMATS)}"})
     elif fmt not in FORMATS:
         errors.append({"field": "format", "message": f"must be one of {', '.join(FORMATS)}"})
+    proofs = wants_proofs(params, errors)
     raise_if_errors(errors)
     assert fmt is not None
+    if proofs:  # the whole log with an inclusion proof per event (API.md "The verifiable log")
+        return await export_with_proofs(request, params, fmt)
     tenant_id = principal.tenant_id
     progress = ExportProgress()
     client = request.client
