@@ -68,6 +68,7 @@ def _pct(values: list[float], q: float) -> float:
 async def _phase(name: str, runtime: object, principal: Principal, rounds: int) -> list[str]:
     times: dict[str, list[float]] = {q: [] for q in QUESTIONS}
     statements: list[str] = []
+    unanswered: list[str] = []
     started = time.perf_counter()
     await answer_question(runtime, principal, "How many events are there?", uuid.uuid4(), [])  # type: ignore[arg-type]
     first = time.perf_counter() - started  # the catalog's scans included
@@ -76,13 +77,18 @@ async def _phase(name: str, runtime: object, principal: Principal, rounds: int) 
             started = time.perf_counter()
             out, _ = await answer_question(runtime, principal, question, uuid.uuid4(), [])  # type: ignore[arg-type]
             times[question].append(time.perf_counter() - started)
+            if out.sql is None:
+                unanswered.append(f"{question}: {out.answer[:120]}")
             if r == 0 and out.sql:
                 statements.append(out.sql)
     every = [t for ts in times.values() for t in ts]
     print(f"\n{name}: first question (catalog load included) {first * 1000:.0f} ms")
     for question, ts in times.items():
         print(f"  {question[:48]:48}  p50 {statistics.median(ts) * 1000:7.0f} ms   max {max(ts) * 1000:7.0f} ms")
-    print(f"  all answers: n={len(every)}  p50 {_pct(every, 0.5) * 1000:.0f} ms  p95 {_pct(every, 0.95) * 1000:.0f} ms")
+    print(f"  all answers: n={len(every)}  p50 {_pct(every, 0.5) * 1000:.0f} ms  p95 {_pct(every, 0.95) * 1000:.0f} ms"
+          f"  without a result: {len(unanswered)}")  # fmt: skip
+    for line in unanswered:
+        print(f"    no result: {line}")
     return statements
 
 
