@@ -83,7 +83,8 @@ class Settings(BaseSettings):
     """Password of user ``operator`` of tenant ``platform``; generated in development when unset."""
     checkpoint_signing_keys: str | None = None
     """Comma-separated Ed25519 note signer keys (``PRIVATE+KEY+<name>+<hash>+<base64>``), newest first: the
-    first signs checkpoints, all are listed by ``/.well-known/auditlog/checkpoint-key`` (rotation)."""
+    first signs checkpoints, all are listed by ``/.well-known/auditlog/checkpoint-key`` (rotation). Unset outside
+    development: no checkpoints are signed (the worker logs why) and the key route answers 503."""
     checkpoint_origin: str = "auditlog.example"
     """A tenant's checkpoints name ``<checkpoint_origin>/<tenant id>`` as their log (origin line)."""
     checkpoint_interval_seconds: float = Field(default=0.5, gt=0, le=10)
@@ -136,13 +137,7 @@ class Settings(BaseSettings):
         if self.env is Environment.production:
             missing = [
                 name
-                for name in (
-                    "master_key",
-                    "jwt_signing_keys",
-                    "operator_password",
-                    "database_url",
-                    "checkpoint_signing_keys",
-                )
+                for name in ("master_key", "jwt_signing_keys", "operator_password", "database_url")
                 if not getattr(self, name)
             ]
             if missing:

@@ -128,9 +128,26 @@ class VerifiableLogPlugin:
             await integrator.stop()
 
 
-def verifiable_log_plugin(settings: Settings) -> VerifiableLogPlugin:
+class _Disabled:
+    """Stands in when no signing key is configured: the rest of the worker runs; nothing is integrated."""
+
+    functions: Sequence[Callable[..., Any]] = ()
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    async def startup(self, ctx: dict[str, Any]) -> None:
+        log.error("verifiable log disabled: %s (set AUDIT_CHECKPOINT_SIGNING_KEYS)", self.reason)
+
+    async def shutdown(self, ctx: dict[str, Any]) -> None:
+        return None
+
+
+def verifiable_log_plugin(settings: Settings) -> VerifiableLogPlugin | _Disabled:
+    try:
+        keys = checkpoint_keys(settings)
+    except ValueError as exc:
+        return _Disabled(str(exc))
     return VerifiableLogPlugin(
-        plain_dsn(settings.database_url or ""),
-        checkpoint_keys(settings),
-        interval=settings.checkpoint_interval_seconds,
+        plain_dsn(settings.database_url or ""), keys, interval=settings.checkpoint_interval_seconds
     )

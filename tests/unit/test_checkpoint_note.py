@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 
@@ -76,3 +77,24 @@ def test_leaf_encoding_is_exact_and_every_field_counts() -> None:
     }  # fmt: skip
     for name, value in changes.items():
         assert leaf_hash(_fields(**{name: value})) != leaf_hash(_fields()), name
+
+
+def test_settings_keys_newest_first_and_no_key_disables_integration(tmp_path: Path) -> None:
+    from app.settings import Environment, Settings
+    from app.verifiable.integrator import VerifiableLogPlugin, verifiable_log_plugin
+    from app.verifiable.keys import checkpoint_keys
+
+    new, old = generate_signer_key("auditlog.example"), generate_signer_key("auditlog.example")
+    settings = Settings(env=Environment.test, data_dir=tmp_path, checkpoint_signing_keys=f"{new},{old}")
+    keys = checkpoint_keys(settings)
+    assert keys.signer.text() == new
+    assert keys.published().splitlines() == [NoteSigner.parse(k).verifier.text() for k in (new, old)]
+    assert keys.origin(uuid.UUID(int=5)) == f"auditlog.example/{uuid.UUID(int=5)}"
+    assert isinstance(verifiable_log_plugin(settings), VerifiableLogPlugin)
+    unset = Settings(env=Environment.production, data_dir=tmp_path, database_url="postgresql://x/y",
+                     master_key="k", jwt_signing_keys="a:" + "b" * 40, operator_password="p")  # fmt: skip
+    assert not isinstance(verifiable_log_plugin(unset), VerifiableLogPlugin)
+    dev = Settings(env=Environment.development, data_dir=tmp_path / "dev").ensure_dev_secrets()
+    assert checkpoint_keys(dev).signer.name == "auditlog.example"  # generated once into secrets.json
+    again = Settings(env=Environment.development, data_dir=tmp_path / "dev").ensure_dev_secrets()
+    assert again.checkpoint_signing_keys == dev.checkpoint_signing_keys
