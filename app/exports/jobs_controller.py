@@ -11,7 +11,7 @@ from typing import Any
 import msgspec
 from litestar import Controller, Request, get, post
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import FromPath
+from litestar.params import FromPath, JSONBody
 from litestar.response import Redirect, Stream
 from sqlalchemy import text
 
@@ -77,7 +77,7 @@ class ExportJobController(Controller):
         "to a file in the lake store, in the background. Poll `GET /exports/{id}`.",
         responses={422: ResponseSpec(None, description="Bad format or filters; `errors` names each one")},
     )
-    async def create(self, request: Request[Any, Any, Any], data: ExportCreate) -> ExportCreated:
+    async def create(self, request: Request[Any, Any, Any], data: JSONBody[ExportCreate]) -> ExportCreated:
         runtime = runtime_of(request)
         principal = principal_of(request)
         errors: list[dict[str, Any]] = []

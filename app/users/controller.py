@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from litestar import Controller, Request, delete, get, patch, post
 from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import FromPath, JSONBody, Parameter
+from litestar.params import FromPath, JSONBody, QueryParameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.principal import Role
@@ -31,8 +31,8 @@ __all__ = ["UserController", "target_tenant"]
 ANY_USER = allow(Role.OPERATOR, Role.ADMIN, Role.USER, Role.AUDITOR)
 TenantQuery = Annotated[
     uuid.UUID | None,
-    Parameter(
-        query="tenant_id",
+    QueryParameter(
+        name="tenant_id",
         required=False,
         description="The user's tenant: required for the operator; an Admin's own tenant when omitted.",
     ),
