@@ -33,14 +33,17 @@ tenant and the event id, and the verifier does not need the key to hash it. Stan
 
 from __future__ import annotations
 
+import functools
 import ipaddress
+import struct
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from app.verifiable.merkle import hash_leaf
 
-__all__ = ["LEAF_PREFIX", "LeafFields", "encode_leaf", "leaf_hash", "micros"]
+__all__ = ["LEAF_PREFIX", "LeafFields", "encode_leaf", "encode_values", "leaf_hash", "micros", "packed_ip"]
 
 LEAF_PREFIX = b"auditlog-leaf-v1"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -74,36 +77,46 @@ def micros(value: datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
-def _field(value: bytes | None) -> bytes:
-    if value is None:
-        return b"\x00"
-    return b"\x01" + len(value).to_bytes(4, "big") + value
+_PRESENT = struct.Struct(">BI")
 
 
-def _text(value: str | None) -> bytes | None:
-    return None if value is None else value.encode()
+def encode_values(values: Iterable[bytes | str | None]) -> bytes:
+    """``auditlog-leaf-v1`` then each value as ``0x00`` (null) or ``0x01`` ‖ 4-byte length ‖ bytes (str: UTF-8)."""
+    out = bytearray(LEAF_PREFIX)
+    for value in values:
+        if value is None:
+            out += b"\x00"
+            continue
+        raw = value.encode() if isinstance(value, str) else value
+        out += _PRESENT.pack(1, len(raw))
+        out += raw
+    return bytes(out)
+
+
+@functools.lru_cache(maxsize=65_536)
+def packed_ip(text: str) -> bytes:
+    """The packed form of an address given as text (4 or 16 bytes); addresses repeat, so it is memoised."""
+    return ipaddress.ip_address(text).packed
 
 
 def encode_leaf(f: LeafFields) -> bytes:
-    ip = None if f.ip_address is None else ipaddress.ip_address(f.ip_address).packed
-    return LEAF_PREFIX + b"".join(
-        _field(v)
-        for v in (
-            str(f.tenant_id).encode(),
-            str(f.seq).encode(),
-            str(f.id).encode(),
-            str(micros(f.timestamp)).encode(),
-            str(micros(f.received_at)).encode(),
-            f.action.encode(),
-            f.resource_type.encode(),
-            _text(f.resource_id),
-            _text(f.user_id),
-            _text(f.session_id),
-            _text(f.request_id),
-            f.severity.encode(),
-            ip,
-            _text(f.user_agent),
-            _text(f.message),
+    return encode_values(
+        (
+            str(f.tenant_id),
+            str(f.seq),
+            str(f.id),
+            str(micros(f.timestamp)),
+            str(micros(f.received_at)),
+            f.action,
+            f.resource_type,
+            f.resource_id,
+            f.user_id,
+            f.session_id,
+            f.request_id,
+            f.severity,
+            None if f.ip_address is None else packed_ip(f.ip_address),
+            f.user_agent,
+            f.message,
             f.payload,
         )
     )

@@ -17,13 +17,25 @@ from app.cli import main as cli_main
 from app.verifiable import merkle
 from app.verifiable.integrator import integrate_tenant
 from app.verifiable.keys import checkpoint_keys
-from app.verifiable.leaf import leaf_hash
+from app.verifiable.leaf import LeafFields, leaf_hash
 from app.verifiable.note import NoteError, NoteSigner, generate_signer_key, open_checkpoint
-from app.verifiable.service import LEAF_COLUMNS, integrate, leaf_of_row
+from app.verifiable.service import integrate
 from app.verifiable.verify import parse_verifier_keys, verify_export
 from tests.conftest import ApiClient, Database, TenantFixture, make_tenant
 
 pytestmark = pytest.mark.timeout(180)
+
+
+# The reference leaf (``LeafFields`` from the stored row, datetimes and all): independent of the integrator's
+# fast path, so every check below also holds the two encodings equal.
+LEAF_COLUMNS = (
+    'seq, id, "timestamp", received_at, action, resource_type, resource_id, user_id, session_id, request_id,'
+    " severity, host(ip_address), user_agent, message, payload"
+)
+
+
+def leaf_of_row(tenant_id: uuid.UUID, row: Any) -> LeafFields:
+    return LeafFields(tenant_id, *row)
 
 
 def _b64(value: str) -> bytes:
