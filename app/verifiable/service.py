@@ -18,7 +18,6 @@ import asyncpg
 
 from app.verifiable import merkle
 from app.verifiable.keys import CheckpointKeys
-from app.verifiable.leaf import encode_values, packed_ip
 from app.verifiable.note import Checkpoint, format_checkpoint
 from app.verifiable.tiles import TileKey, append_leaves, edge_tiles, node_reader, tiles_needed
 
@@ -36,43 +35,39 @@ __all__ = [
 
 DEFAULT_BATCH = 20_000
 
+
+def _field(expr: str) -> str:
+    """SQL of one field of the leaf encoding (``app.verifiable.leaf``): 0x00, or 0x01 ‖ int4 length ‖ bytes."""
+    present = f"'\\x01'::bytea || int4send(length({expr})) || ({expr})"
+    return f"CASE WHEN ({expr}) IS NULL THEN '\\x00'::bytea ELSE {present} END"
+
+
+def _text(column: str) -> str:
+    return _field(f"convert_to({column}, 'UTF8')")
+
+
+_ENCODING = " || ".join(
+    [
+        "'auditlog-leaf-v1'::bytea",
+        _text("tenant_id::text"),
+        _text("seq::text"),
+        _text("id::text"),
+        _text('((extract(epoch FROM "timestamp") * 1000000)::bigint)::text'),
+        _text("((extract(epoch FROM received_at) * 1000000)::bigint)::text"),
+        *(_text(c) for c in ("action", "resource_type", "resource_id", "user_id", "session_id", "request_id")),
+        _text("severity"),
+        _field("substring(inet_send(ip_address) FROM 5)"),  # the packed address after family, bits, cidr, length
+        _text("user_agent"),
+        _text("message"),
+        _field("payload"),
+    ]
+)
 LEAF_SQL = (
-    'SELECT seq, id::text, (extract(epoch FROM "timestamp") * 1000000)::bigint,'
-    " (extract(epoch FROM received_at) * 1000000)::bigint, action, resource_type, resource_id, user_id,"
-    " session_id, request_id, severity, host(ip_address), user_agent, message, payload FROM audit_logs"
+    f"SELECT seq, sha256('\\x00'::bytea || {_ENCODING}) FROM audit_logs"
     " WHERE tenant_id = $1 AND seq > $2 AND seq <= $3 ORDER BY seq"
 )
-"""The stored columns a leaf encodes, already in their canonical forms where PostgreSQL gives them cheaply
-(UUID text, microseconds since the epoch: ``extract(epoch ...)`` is exact numeric)."""
-
-
-def _row_leaf(tenant: str, row: Any) -> bytes:
-    """``leaf.leaf_hash`` of a ``LEAF_SQL`` row: the same bytes as ``encode_leaf`` (the integration tests hold them equal),
-    without building datetimes and a dataclass per event (integration throughput)."""
-    (seq, event_id, ts, received, action, resource_type, resource_id, user_id, session_id, request_id,
-     severity, ip, user_agent, message, payload) = row  # fmt: skip
-    return merkle.hash_leaf(
-        encode_values(
-            (
-                tenant,
-                str(seq),
-                event_id,
-                str(ts),
-                str(received),
-                action,
-                resource_type,
-                resource_id,
-                user_id,
-                session_id,
-                request_id,
-                severity,
-                None if ip is None else packed_ip(ip),
-                user_agent,
-                message,
-                payload,
-            )
-        )
-    )
+"""Each event's leaf hash, computed by PostgreSQL (in C, beside the Python process) with exactly the encoding
+``app.verifiable.leaf.encode_leaf`` defines; the integration tests hold the two equal on every stored field."""
 
 
 @dataclass(frozen=True)
@@ -121,12 +116,11 @@ async def integrate(
     )
     size = int(await conn.fetchval("SELECT size FROM merkle_trees WHERE tenant_id = $1 FOR UPDATE", tenant_id))
     rows = await conn.fetch(LEAF_SQL, tenant_id, size, size + batch)
-    tenant = str(tenant_id)
     leaves: list[bytes] = []
     for row in rows:
         if row[0] != size + len(leaves) + 1:
             break  # a gap: the missing event is not visible (yet); never skip a position
-        leaves.append(_row_leaf(tenant, row))
+        leaves.append(bytes(row[1]))
     if not leaves:
         root = await conn.fetchval("SELECT root_hash FROM merkle_trees WHERE tenant_id = $1", tenant_id)
         return Integrated(size, size, bytes(root))
