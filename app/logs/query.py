@@ -139,7 +139,7 @@ def _many(
     if not raw:
         return ()
     values = {v for v in raw if v != ""}
-    if len(values) > MAX_VALUES:
+    if len(raw) > MAX_VALUES:  # the times given (as documented: maxItems), not the distinct values
         errors.append({"field": name, "message": f"may be given at most {MAX_VALUES} times"})
         return ()
     for value in values:

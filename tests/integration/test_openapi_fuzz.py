@@ -41,6 +41,8 @@ BEYOND_SCHEMA: dict[str, set[str]] = {
     "POST /api/v1/alerts": {"webhook_url"},  # must not resolve to a private, loopback or metadata address
     "PATCH /api/v1/alerts/{alert_id}": {"webhook_url"},
     "DELETE /api/v1/logs/cleanup": {"before"},  # not in the future
+    "GET /api/v1/checkpoints/consistency": {"from", "to"},  # from <= to <= the tenant's integrated tree size
+    "GET /api/v1/logs/{event_id}/proof": {"tree_size"},  # must include the event (greater than its leaf index)
 }
 
 
