@@ -9,6 +9,7 @@ leaf, and concurrent integrators wait for each other. Proofs read tiles only, ne
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -32,6 +33,8 @@ __all__ = [
     "latest_checkpoint",
     "tree_size",
 ]
+
+log = logging.getLogger(__name__)
 
 DEFAULT_BATCH = 20_000
 
@@ -119,7 +122,11 @@ async def integrate(
     leaves: list[bytes] = []
     for row in rows:
         if row[0] != size + len(leaves) + 1:
-            break  # a gap: the missing event is not visible (yet); never skip a position
+            # seq is assigned under a row lock and committed in order, so a gap does not close by itself: an
+            # event removed before it was integrated. Never skip a position; say so.
+            log.warning("tenant %s: event seq %d is missing; its tree waits at size %d", tenant_id,
+                        size + len(leaves) + 1, size + len(leaves))  # fmt: skip
+            break
         leaves.append(bytes(row[1]))
     if not leaves:
         root = await conn.fetchval("SELECT root_hash FROM merkle_trees WHERE tenant_id = $1", tenant_id)

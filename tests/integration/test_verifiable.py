@@ -435,3 +435,19 @@ async def test_consistency_between_every_pair_of_checkpoints(
             if old.tree_size < new.tree_size:
                 with pytest.raises(merkle.ProofError):
                     merkle.verify_consistency(old.tree_size, new.tree_size, proof, new.root_hash, new.root_hash)
+
+
+async def test_a_missing_position_stops_the_tree_instead_of_skipping_it(
+    client: ApiClient, tenant: TenantFixture, database: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    size = await _integrate(client, tenant)
+    await _post(client, tenant, 5)
+    conn = await _owner(database)
+    try:  # an event removed before it was integrated (e.g. by hand): position size + 3 is gone
+        await conn.execute("DELETE FROM audit_logs WHERE tenant_id = $1 AND seq = $2", uuid.UUID(tenant.id), size + 3)
+    finally:
+        await conn.close()
+    with caplog.at_level("WARNING", logger="app.verifiable.service"):
+        assert await _integrate(client, tenant) == size + 2
+        assert await _integrate(client, tenant) == size + 2
+    assert f"event seq {size + 3} is missing" in caplog.text
