@@ -8,11 +8,14 @@ in the failure message if it answers anything but 404), so a new route is covere
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from app.auth.principal import Role
+from app.verifiable.integrator import integrate_tenant
+from app.verifiable.keys import checkpoint_keys
 from tests.conftest import ApiClient, Database, TenantFixture, make_settings, make_tenant, running_app
 from tests.integration.test_route_matrix import Endpoint, endpoints
 
@@ -36,7 +39,10 @@ async def _api_key(client: ApiClient, b: TenantFixture) -> str:
 
 async def _event(client: ApiClient, b: TenantFixture) -> str:
     body = {"action": "CREATE", "resource_type": "doc", "message": "tenant B's secret event"}
-    return await _created(await client.post("/api/v1/logs", json=body, headers=b.user), "id")
+    event_id = await _created(await client.post("/api/v1/logs", json=body, headers=b.user), "id")
+    runtime = client.app.state.runtime  # in B's signed tree too, so B reaches its proof (the worker is off here)
+    await integrate_tenant(runtime.db, uuid.UUID(b.id), checkpoint_keys(runtime.settings))
+    return event_id
 
 
 async def _export(client: ApiClient, b: TenantFixture) -> str:
