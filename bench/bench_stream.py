@@ -20,6 +20,7 @@ import asyncio
 import multiprocessing as mp
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -31,7 +32,9 @@ import aiohttp
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench import Stack, make_event, writer_token
+from bench import ROOT, Stack, make_event, writer_token
+from db import migrate
+from db.provision import OWNER_ROLE
 
 
 def _subscriber_proc(urls: list[str], token: str, seconds: float, ready: Any, out: Any) -> None:
@@ -146,7 +149,9 @@ def main() -> None:
     stack = Stack(workdir, workers=1)
     try:
         asyncio.run(stack.create_database())
+        migrate.upgrade(stack.url(OWNER_ROLE))
         env = stack.api_env()
+        subprocess.run([sys.executable, "-m", "app.cli", "migrate"], cwd=ROOT, env=env, check=True, capture_output=True)
         ports = [stack.serve("app.asgi:create_app_from_env", env) for _ in range(2)]
         bases = [f"http://127.0.0.1:{p}" for p in ports]
         ws_urls = [f"ws://127.0.0.1:{p}/api/v1/logs/stream" for p in ports]
