@@ -75,27 +75,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from app.alerts.evaluator import alerts_plugin
-    from app.audit_trail.jobs_plugin import service_events_plugin
     from app.database import prepare_database
     from app.observability import configure_logging
-    from app.retention.plugin import retention_plugin
-    from app.verifiable.integrator import verifiable_log_plugin
+    from app.worker_plugins import worker_plugins
     from jobs.worker import run_worker
 
     settings = load_settings()
     configure_logging(settings.log_level, json_lines=settings.log_json)
     embedded = prepare_database(settings, run_migrations=False)
     try:
-        run_worker(
-            settings.jobs_config(),
-            plugins=[
-                alerts_plugin(settings),
-                service_events_plugin(settings),
-                retention_plugin(settings),
-                verifiable_log_plugin(settings),
-            ],
-        )
+        run_worker(settings.jobs_config(), plugins=worker_plugins(settings))
     finally:
         _release(embedded)
     return 0

@@ -42,18 +42,10 @@ async def start_services(runtime: Runtime) -> None:
     if (demo := start_demo_seeding(runtime)) is not None:  # development: sample tenants' events, once
         runtime.services["demo_data"] = DemoSeeding(demo)
     if settings.worker_in_process:
-        from app.alerts.evaluator import alerts_plugin
-        from app.audit_trail.jobs_plugin import service_events_plugin
-        from app.retention.plugin import retention_plugin
-        from app.verifiable.integrator import verifiable_log_plugin
-        from jobs.worker import WorkerPlugin, start_worker  # only when the worker runs in this process
+        from app.worker_plugins import worker_plugins
+        from jobs.worker import start_worker  # only when the worker runs in this process
 
-        plugins: list[WorkerPlugin] = [
-            alerts_plugin(settings),
-            service_events_plugin(settings, runtime),
-            retention_plugin(settings, runtime),
-            verifiable_log_plugin(settings),
-        ]
+        plugins = worker_plugins(settings, runtime)
         runtime.services["worker"] = await start_worker(settings.jobs_config(), plugins=plugins)
 
 

@@ -19,7 +19,6 @@ from db.engine import make_engine
 from db.keyring import KeyringStore
 from db.tenancy import TenantDB
 from jobs.config import JobsConfig
-from jobs.export_jobs import run_export_job
 from jobs.idempotency import purge_idempotency_keys
 from jobs.lake import LAKE_FUNCTIONS, lake_context, lake_cron_jobs
 from jobs.queue import make_queue
@@ -51,7 +50,7 @@ class WorkerPlugin(Protocol):
     async def shutdown(self, ctx: dict[str, Any]) -> None: ...
 
 
-FUNCTIONS = [precreate_partitions, purge_idempotency_keys, rotate_data_keys, run_export_job, *LAKE_FUNCTIONS]
+FUNCTIONS = [precreate_partitions, purge_idempotency_keys, rotate_data_keys, *LAKE_FUNCTIONS]
 CRON_JOBS: list[CronJob[Any]] = [
     CronJob(precreate_partitions, cron="17 * * * *", timeout=300),
     CronJob(purge_idempotency_keys, cron="*/15 * * * *", timeout=300),

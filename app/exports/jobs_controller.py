@@ -1,4 +1,4 @@
-"""Export jobs: ``POST /api/v1/exports`` queues one (run by the SAQ task ``jobs.export_jobs``),
+"""Export jobs: ``POST /api/v1/exports`` queues one (run by the SAQ task ``app.exports.job.run_export_job``),
 ``GET /api/v1/exports/{id}`` tells its status, ``GET /api/v1/exports/{id}/download`` serves the file.
 Another tenant's job is a ``404`` (tenant-bound session, and row-level security on ``export_jobs``)."""
 

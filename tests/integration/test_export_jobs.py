@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 
+from app.exports.job import ExportJobsPlugin
 from app.settings import Settings
 from jobs.worker import start_worker
 from tests.conftest import ApiClient, make_tenant
@@ -22,7 +23,7 @@ async def test_an_export_job_runs_and_downloads(client: ApiClient, settings: Set
         "/api/v1/exports", json={"format": "csv", "filters": {"severity": "LOUD"}}, headers=a.auditor
     )
     assert bad.status_code == 422 and "filters.severity" in bad.text
-    handle = await start_worker(settings.jobs_config())
+    handle = await start_worker(settings.jobs_config(), plugins=[ExportJobsPlugin()])
     try:
         created = await client.post(
             "/api/v1/exports", json={"format": "ndjson", "filters": {"severity": ["ERROR", "INFO"]}}, headers=a.auditor

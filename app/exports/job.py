@@ -1,5 +1,8 @@
 """The SAQ task behind ``POST /api/v1/exports``: run one export job of one tenant to a file in the lake store.
 
+It is handed to the job worker as a plugin (``ExportJobsPlugin``), as every task that needs the API's code is,
+so ``jobs`` imports nothing of ``app``.
+
 The job row (``export_jobs``, migration 0007) goes ``queued`` → ``running`` → ``done`` (with rows and bytes)
 or ``failed`` (with a short reason). The file is built in the store's staging area and committed under
 ``_exports/tenant_id=<tenant>/<job id>.<format>`` (a folder lake readers skip), so a half-written file is
@@ -11,14 +14,18 @@ from __future__ import annotations
 import contextlib
 import logging
 import uuid
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgspec
 from sqlalchemy import text
 
+from analytics.engine import AnalyticsEngine
+from app.exports.access import ExportProgress, export_bytes, lake_store
+from app.logs.query import parse_filters
 from db.tenancy import TenantDB
 
-__all__ = ["export_location", "run_export_job"]
+__all__ = ["ExportJobsPlugin", "export_location", "run_export_job"]
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +51,6 @@ async def run_export_job(
     ctx: dict[str, Any], *, tenant_id: str, job_id: str, lake_url: str, endpoint_url: str | None = None
 ) -> dict[str, int]:
     """Run export job ``job_id`` of ``tenant_id``; returns its rows and bytes."""
-    from analytics.engine import AnalyticsEngine
-    from app.exports.access import ExportProgress, export_bytes, lake_store
-    from app.logs.query import parse_filters
-
     db: TenantDB = ctx["db"]
     tid, jid = uuid.UUID(tenant_id), uuid.UUID(job_id)
     async with db.tenant(tid) as session:
@@ -80,3 +83,15 @@ async def run_export_job(
         raise
     await _set(db, tid, jid, "done", rows=progress.rows, bytes=size, location=location)
     return {"rows": progress.rows, "bytes": size}
+
+
+class ExportJobsPlugin:
+    """The export-job task for the job worker (a ``jobs.worker.WorkerPlugin`` with nothing to start)."""
+
+    functions: Sequence[Callable[..., Any]] = (run_export_job,)
+
+    async def startup(self, ctx: dict[str, Any]) -> None:
+        return None
+
+    async def shutdown(self, ctx: dict[str, Any]) -> None:
+        return None
