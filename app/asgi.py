@@ -12,17 +12,17 @@ from litestar.openapi.spec import Components, SecurityScheme
 
 from app.auth.middleware import AuthMiddleware
 from app.dependencies import dependencies
-from app.docs import swagger_render_plugin
-from app.errors import exception_handlers
-from app.observability import configure_logging
-from app.openapi import finalize_openapi
-from app.proxies import ForwardedClientMiddleware, parse_networks
-from app.ratelimit import RateLimitMiddleware
-from app.request_context import install_request_context
 from app.routes import route_handlers
 from app.runtime import build_runtime
 from app.settings import Settings, load_settings
-from app.validation import json_request_class, refuse_empty_parameters
+from app.web.docs import swagger_render_plugin
+from app.web.errors import exception_handlers
+from app.web.observability import configure_logging
+from app.web.openapi import finalize_openapi
+from app.web.proxies import ForwardedClientMiddleware, parse_networks
+from app.web.ratelimit import RateLimitMiddleware
+from app.web.request_context import install_request_context
+from app.web.validation import json_request_class, refuse_empty_parameters
 
 __all__ = ["create_app", "create_app_from_env"]
 
@@ -85,7 +85,7 @@ def create_app(settings: Settings) -> Litestar:
         request_class=json_request_class(settings.max_json_depth),
         before_request=refuse_empty_parameters,
         debug=False,
-        logging_config=None,  # app.observability configures every logger; Litestar's would add a text format
+        logging_config=None,  # app.web.observability configures every logger; Litestar's would add a text format
     )
     finalize_openapi(app)
     # Outside the routing: router-level 404/405 carry X-Request-ID and get an access-log line too.

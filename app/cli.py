@@ -38,7 +38,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from app.database import export_to_environment, prepare_database
     from app.instance import InstanceConflict, claim_instance
-    from app.observability import configure_logging, logging_dictconfig
+    from app.web.observability import configure_logging, logging_dictconfig
 
     settings = load_settings(**_serve_options(args))
     configure_logging(settings.log_level, json_lines=settings.log_json)
@@ -76,7 +76,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     from app.database import prepare_database
-    from app.observability import configure_logging
+    from app.web.observability import configure_logging
     from app.worker_plugins import worker_plugins
     from jobs.worker import run_worker
 
@@ -92,7 +92,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def cmd_migrate(args: argparse.Namespace) -> int:
     from app.database import prepare_database
-    from app.observability import configure_logging
+    from app.web.observability import configure_logging
 
     settings = load_settings()
     configure_logging(settings.log_level, json_lines=settings.log_json)
@@ -111,8 +111,8 @@ def cmd_rotate_keys(args: argparse.Namespace) -> int:
     """Give every tenant a new data key now (the scheduled job does it weekly)."""
     from app.audit_trail.jobs_plugin import service_events_plugin
     from app.database import prepare_database
-    from app.observability import configure_logging
     from app.runtime import make_engine
+    from app.web.observability import configure_logging
     from db.crypto import LocalMasterKey
     from db.keyring import KeyringStore
     from db.tenancy import TenantDB
@@ -159,8 +159,8 @@ def _run_lake_command(name: str) -> int:
     import json as _json
 
     from app.database import prepare_database
-    from app.observability import configure_logging
     from app.retention.commands import run_apply_retention, run_export_lake
+    from app.web.observability import configure_logging
 
     settings = load_settings()
     configure_logging(settings.log_level, json_lines=settings.log_json)
@@ -254,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
         "export-lake": cmd_export_lake,
         "apply-retention": cmd_apply_retention,
     }[args.command]
-    from app.observability import capture_warnings, configure_logging
+    from app.web.observability import capture_warnings, configure_logging
 
     configure_logging()  # JSON from the first line, even if reading the settings fails; commands reapply it
     capture_warnings()

@@ -12,10 +12,10 @@ import logging
 from app.api_keys.service import KeyUsageFlusher
 from app.demo_data import DemoSeeding, start_demo_seeding
 from app.logs.ingest import IngestWriter
-from app.ratelimit import build_rate_limiter
 from app.read_audit import start_read_audit
 from app.runtime import Runtime
 from app.stream.hub import StreamHub
+from app.web.ratelimit import build_rate_limiter
 from db.urls import plain_dsn
 
 __all__ = ["start_services", "stop_services"]

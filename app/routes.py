@@ -14,10 +14,8 @@ def route_handlers() -> list[Any]:
     from app.api_keys.controller import ApiKeyController
     from app.auth_routes.controller import AuthController
     from app.chat.controller import ChatController
-    from app.docs import swagger_ui
     from app.exports.controller import export_logs
     from app.exports.jobs_controller import ExportJobController
-    from app.health import healthz, readyz
     from app.logs.ingest_controller import LogIngestController
     from app.logs.pii_vault import LogPiiController
     from app.logs.query_controller import LogQueryController, list_logs
@@ -27,6 +25,8 @@ def route_handlers() -> list[Any]:
     from app.tenants.controller import TenantController
     from app.users.controller import UserController
     from app.verifiable.controller import CheckpointController, checkpoint_key, event_proof
+    from app.web.docs import swagger_ui
+    from app.web.health import healthz, readyz
 
     # Everything under /api/v1/logs goes through one Router: Litestar 2.25 refuses two top-level
     # controllers on one path ("Handler already registered ... OPTIONS"). ``list_logs`` must follow

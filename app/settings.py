@@ -92,7 +92,7 @@ class Settings(BaseSettings):
 
     trusted_proxies: str = ""
     """Comma-separated addresses or networks (CIDR) of reverse proxies whose ``X-Forwarded-For`` is believed;
-    empty: the address a request arrives from is the client's (``app.proxies``)."""
+    empty: the address a request arrives from is the client's (``app.web.proxies``)."""
 
     rate_limit_log_routes: int = 10_000
     """Requests per minute per tenant and caller on ``/api/v1/logs...``."""
@@ -124,7 +124,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_trusted_proxies(self) -> Settings:
-        from app.proxies import parse_networks
+        from app.web.proxies import parse_networks
 
         try:
             parse_networks(self.trusted_proxies)

@@ -17,10 +17,10 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.alerts.schemas import AlertCreate, AlertCreated, AlertDeliveryOut, AlertMatch, AlertOut, AlertPatch
-from app.errors import ApiError, NotFound
 from app.logs.query import LogFilters, parse_filters
 from app.outbound.signing import new_secret
 from app.outbound.url_guard import UnsafeURL, check_url
+from app.web.errors import ApiError, NotFound
 from db.keyring import KeyringStore
 from db.models import AlertDelivery, AlertRule
 from db.repository import AlertDeliveryRepository, AlertRuleRepository

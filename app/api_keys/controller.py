@@ -16,9 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.api_keys.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyOut
 from app.api_keys.service import create_key, list_keys, revoke_key
 from app.audit_trail.service_events import API_KEY, record_service_event
-from app.errors import NotFound
 from app.guards import ADMIN, principal_of
 from app.runtime import Runtime
+from app.web.errors import NotFound
 from db.repository import ApiKeyRepository
 
 __all__ = ["ApiKeyController"]

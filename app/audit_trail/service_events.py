@@ -16,10 +16,10 @@ import uuid
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
-from app.errors import ApiError
 from app.logs.ingest import WriterUnavailable
 from app.logs.prepare import prepare_event
 from app.logs.schemas import EventIn, Severity
+from app.web.errors import ApiError
 from db.event_filters import READ_AUDIT, READ_AUDIT_PII, is_service_resource_type
 
 if TYPE_CHECKING:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 from typing import Final
 
-from app.errors import ApiError
+from app.web.errors import ApiError
 
 __all__ = ["MAX_LENGTH", "MIN_LENGTH", "WeakPassword", "check_password", "password_problem"]
 

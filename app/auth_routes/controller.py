@@ -12,9 +12,9 @@ from app.auth import throttle
 from app.auth.principal import Role
 from app.auth_routes.schemas import RefreshRequest, TokenPair, TokenRequest
 from app.auth_routes.service import InvalidLogin, login, refresh, revoke_session
-from app.errors import ApiError
 from app.guards import allow, principal_of
 from app.runtime import Runtime
+from app.web.errors import ApiError
 
 __all__ = ["AuthController"]
 

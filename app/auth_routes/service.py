@@ -34,9 +34,9 @@ from app.auth.principal import Role
 from app.auth.revocation import CHANNEL
 from app.auth.tokens import hash_secret, new_refresh_token
 from app.auth_routes.schemas import TokenPair
-from app.errors import ApiError
 from app.runtime import Runtime
 from app.tenants.service import find_tenant
+from app.web.errors import ApiError
 
 if TYPE_CHECKING:
     from litestar import Request

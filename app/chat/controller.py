@@ -24,10 +24,10 @@ from app.chat.schemas import ChatIn, ChatOut, ConversationOut
 from app.chat.service import ROUTE, ModelUnavailable, answer_question
 from app.chat.store import conversation_exists, load_messages, load_turns
 from app.dependencies import runtime_of
-from app.errors import ApiError, NotFound
 from app.guards import READERS, principal_of
 from app.read_audit import get_recorder
 from app.runtime import Runtime
+from app.web.errors import ApiError, NotFound
 
 __all__ = ["ChatController"]
 

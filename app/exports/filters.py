@@ -8,9 +8,9 @@ from typing import Any
 
 from litestar.openapi.spec import Operation
 
-from app.errors import ApiError
 from app.logs.query import LogFilters, parse_filters
 from app.logs.query_controller import _LIST_PARAMETERS  # the documented GET /logs filters (one source)
+from app.web.errors import ApiError
 
 __all__ = ["FILTER_PARAMETERS", "one_param", "operation_with", "raise_if_errors", "read_filters"]
 

@@ -17,12 +17,12 @@ from sqlalchemy import text
 
 from analytics.export_formats import MEDIA_TYPES
 from app.dependencies import runtime_of
-from app.errors import ApiError, NotFound
 from app.exports.access import lake_store_of
 from app.exports.schemas import ExportCreate, ExportCreated, ExportJobOut
 from app.guards import READERS, principal_of
 from app.logs.query import parse_filters
 from app.runtime import Runtime
+from app.web.errors import ApiError, NotFound
 
 __all__ = ["ExportJobController"]
 

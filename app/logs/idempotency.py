@@ -15,8 +15,8 @@ import re
 import uuid
 from dataclasses import dataclass
 
-from app.errors import ApiError
-from app.responses import EncodedJSON
+from app.web.errors import ApiError
+from app.web.responses import EncodedJSON
 
 __all__ = ["HEADER", "Claim", "StoredResponse", "parse_key", "replay"]
 

@@ -19,14 +19,14 @@ from litestar.openapi import ResponseSpec
 from litestar.openapi.spec import Operation
 
 from app.dependencies import runtime_of
-from app.errors import ApiError, too_large
 from app.guards import WRITERS, principal_of
 from app.logs.idempotency import HEADER, Claim, parse_key, replay
 from app.logs.ingest import IngestWriter, WriterUnavailable
 from app.logs.prepare import FieldError, PreparedEvent, prepare_bulk, prepare_client_event, request_hash
 from app.logs.schemas import BulkResult, EventIn, EventOut
-from app.responses import EncodedJSON
 from app.runtime import Runtime
+from app.web.errors import ApiError, too_large
+from app.web.responses import EncodedJSON
 
 __all__ = ["MAX_BULK_ITEMS", "LogIngestController", "read_capped"]
 

@@ -20,12 +20,12 @@ from litestar.params import FromPath
 from sqlalchemy import text
 
 from app.auth.principal import Principal
-from app.errors import ApiError, NotFound
 from app.guards import ADMIN, principal_of
 from app.logs.ingest import IngestWriter, WriterUnavailable
 from app.logs.prepare import prepare_event
 from app.logs.schemas import EventIn, PiiFindingOut, PiiOut
 from app.runtime import Runtime
+from app.web.errors import ApiError, NotFound
 from db.crypto import DecryptionError, decrypt_json
 from db.event_filters import READ_AUDIT_PII
 

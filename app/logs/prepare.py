@@ -1,7 +1,7 @@
 """Turn request bytes into validated, masked events ready for the writer, before anything is queued.
 
 Everything that can refuse an event happens here, per event and per bulk item, so one bad submission can
-never fail the group-commit batch it would have shared with others: JSON itself (``app.validation``: UTF-8,
+never fail the group-commit batch it would have shared with others: JSON itself (``app.web.validation``: UTF-8,
 nesting depth), field types (msgspec types in ``schemas``), the rules types cannot say (zone-aware time
 between 2000-01-01 and 5 minutes from now, a real IP address, no NUL characters PostgreSQL text cannot
 hold), for clients only the resource types reserved for the service, then masking of secrets and PII.
@@ -24,10 +24,10 @@ from typing import Any, NoReturn
 import msgspec
 import uuid_utils
 
-from app.errors import ApiError
 from app.logs.masking import mask_event
 from app.logs.schemas import ACTION_PATTERN, EventIn, EventOut
-from app.validation import (
+from app.web.errors import ApiError
+from app.web.validation import (
     MAX_ERRORS,
     check_depth,
     decode_json,

@@ -28,8 +28,8 @@ from typing import Annotated, Any, Final, get_args
 
 import msgspec
 
-from app.errors import ApiError
 from app.logs.schemas import ACTION_PATTERN, Severity
+from app.web.errors import ApiError
 from db.event_filters import (
     COLUMN_COUNT,
     OUTPUT_NAMES,

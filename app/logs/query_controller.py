@@ -24,7 +24,6 @@ from litestar.openapi.spec import Operation
 from litestar.params import FromPath
 
 from app.dependencies import runtime_of
-from app.errors import ApiError, NotFound
 from app.guards import READERS, principal_of
 from app.logs.cursor import CursorError, CursorPosition, cursor_codec
 from app.logs.query import (
@@ -39,8 +38,9 @@ from app.logs.query import (
 from app.logs.rows import PageWire, row_to_wire, rows_to_wire
 from app.logs.schemas import ACTION_PATTERN, EventOut, EventPage
 from app.read_audit import get_recorder
-from app.responses import EncodedJSON
 from app.runtime import Runtime
+from app.web.errors import ApiError, NotFound
+from app.web.responses import EncodedJSON
 from db.fts import bind_search
 
 if TYPE_CHECKING:

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from app.errors import ApiError
 from app.logs.schemas import EventOut
+from app.web.errors import ApiError
 from db.crypto import DecryptionError
 
 if TYPE_CHECKING:

@@ -17,12 +17,12 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody, Parameter
 
 from app.auth.principal import Role
-from app.errors import ApiError, NotFound
 from app.guards import ADMIN, OPERATOR_OR_ADMIN, principal_of
 from app.retention.schemas import CleanupOut, RetentionIn, RetentionOut
 from app.retention.service import cleanup, record_purge, set_retention
 from app.runtime import Runtime
 from app.tenants.service import find_tenant
+from app.web.errors import ApiError, NotFound
 
 __all__ = ["RetentionController", "cleanup_logs"]
 

@@ -11,13 +11,13 @@ from litestar.openapi.datastructures import ResponseSpec
 
 from analytics.engine import QueryTimeout
 from app.dependencies import runtime_of
-from app.errors import ApiError
 from app.exports.access import engine_of, lake_store_of
 from app.exports.filters import one_param, operation_with, raise_if_errors, read_filters
 from app.guards import READERS, principal_of
 from app.read_audit import get_recorder
 from app.stats.schemas import StatsOut
 from app.stats.service import DEFAULT_WINDOW, MAX_BUCKETS, bucket_count, count_events
+from app.web.errors import ApiError
 
 __all__ = ["log_stats"]
 

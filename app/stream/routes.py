@@ -29,12 +29,12 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 from app.auth.authenticator import InvalidCredentials
 from app.auth.principal import Principal
 from app.dependencies import runtime_of
-from app.errors import ApiError
 from app.guards import READERS, principal_of
 from app.logs.query import parse_filters
 from app.read_audit import get_recorder
 from app.runtime import Runtime
 from app.stream.session import current_position, resolve_position, stream_events
+from app.web.errors import ApiError
 
 __all__ = ["logs_stream", "logs_stream_sse"]
 

@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from app.errors import ApiError, NotFound
 from app.logs.query import COLUMN_COUNT, LogFilters
 from app.logs.rows import row_to_wire
 from app.stream.hub import Frame, StreamHub, Subscriber
 from app.stream.sql import BATCH, build_fetch_sql, build_position_of_sql
+from app.web.errors import ApiError, NotFound
 
 if TYPE_CHECKING:
     from app.auth.principal import Principal

@@ -17,13 +17,13 @@ from litestar.params import FromPath, JSONBody
 
 from app.audit_trail.service_events import DATA_KEY, TENANT, USER, record_service_event
 from app.auth.principal import Role
-from app.errors import NotFound
 from app.guards import OPERATOR, OPERATOR_OR_ADMIN, principal_of
 from app.runtime import Runtime
 from app.tenants.schemas import KeyRotated, TenantCreate, TenantOut
 from app.tenants.service import create_tenant, find_tenant, list_tenants
 from app.users.schemas import UserCreate, UserOut
 from app.users.service import create_user, list_users
+from app.web.errors import NotFound
 from db.keyring import CACHE_SECONDS
 from db.repository import UserRepository
 

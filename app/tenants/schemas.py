@@ -8,7 +8,7 @@ from typing import Annotated
 
 import msgspec
 
-from app.errors import ApiError
+from app.web.errors import ApiError
 
 __all__ = ["KeyRotated", "TenantCreate", "TenantOut"]
 

@@ -7,9 +7,9 @@ import uuid
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
-from app.errors import Conflict
 from app.runtime import Runtime
 from app.tenants.schemas import TenantOut
+from app.web.errors import Conflict
 from db.tenancy import TenantDB, bind_session
 
 __all__ = ["create_tenant", "find_tenant", "list_tenants"]

@@ -18,13 +18,13 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.principal import Role
-from app.errors import ApiError, NotFound
 from app.guards import ADMIN, OPERATOR_OR_ADMIN, allow, principal_of
 from app.runtime import Runtime
 from app.tenants.service import find_tenant
 from app.users import lifecycle
 from app.users.schemas import PasswordChange, PasswordReset, UserOut, UserPatch
 from app.users.service import list_users
+from app.web.errors import ApiError, NotFound
 
 __all__ = ["UserController", "target_tenant"]
 

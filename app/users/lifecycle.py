@@ -29,11 +29,11 @@ from app.auth.password_policy import check_password
 from app.auth.passwords import hash_password, verify_dummy, verify_password
 from app.auth.principal import Principal
 from app.auth_routes.service import revoke_user_sessions
-from app.errors import ApiError, Conflict, NotFound
 from app.logs.masking import mask_email
 from app.runtime import Runtime
 from app.users.schemas import UserOut, UserPatch
 from app.users.service import user_out
+from app.web.errors import ApiError, Conflict, NotFound
 from db.models import User
 from db.repository import UserRepository
 

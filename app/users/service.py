@@ -12,9 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.password_policy import check_password
 from app.auth.passwords import hash_password
-from app.errors import Conflict
 from app.logs.masking import mask_email
 from app.users.schemas import UserOut
+from app.web.errors import Conflict
 from db.keyring import KeyringStore
 from db.models import User
 from db.repository import UserRepository

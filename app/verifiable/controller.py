@@ -15,13 +15,13 @@ from litestar.params import FromPath, QueryParameter
 
 from app.auth.principal import Principal
 from app.dependencies import runtime_of
-from app.errors import ApiError
 from app.guards import READERS, principal_of
 from app.read_audit import get_recorder
 from app.runtime import Runtime
 from app.verifiable import service
 from app.verifiable.keys import CheckpointKeys, checkpoint_keys
 from app.verifiable.schemas import CheckpointOut, ConsistencyOut, InclusionOut
+from app.web.errors import ApiError
 
 __all__ = ["CheckpointController", "checkpoint_key", "event_proof", "keys_of"]
 

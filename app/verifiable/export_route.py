@@ -10,11 +10,11 @@ from litestar import Request
 from litestar.response import Stream
 
 from app.dependencies import runtime_of
-from app.errors import ApiError
 from app.guards import principal_of
 from app.read_audit import get_recorder
 from app.verifiable.export import export_lines
 from app.verifiable.service import latest_checkpoint
+from app.web.errors import ApiError
 
 __all__ = ["export_with_proofs", "wants_proofs"]
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from litestar import get
 
-from app.observability import JsonFormatter
+from app.web.observability import JsonFormatter
 from tests.conftest import ApiClient, Database, make_settings, make_tenant, running_app
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from app.ratelimit import gcra
+from app.web.ratelimit import gcra
 from tests.conftest import (
     OPERATOR_PASSWORD,
     Database,

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from app.errors import NOT_JSON, PROBLEM_JSON
+from app.web.errors import NOT_JSON, PROBLEM_JSON
 from tests.conftest import ApiClient, TenantFixture, make_tenant, operator_headers
 
 INGEST = {"/api/v1/logs", "/api/v1/logs/bulk"}

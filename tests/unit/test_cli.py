@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from app import cli
-from app.observability import configure_logging
 from app.settings import Environment, Settings, load_settings
+from app.web.observability import configure_logging
 
 
 @pytest.fixture(autouse=True)

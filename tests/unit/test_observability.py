@@ -12,7 +12,7 @@ import pytest
 from granian.log import LogLevels
 from granian.log import configure_logging as granian_configure_logging
 
-from app.observability import capture_warnings, configure_logging, logging_dictconfig, request_id_var
+from app.web.observability import capture_warnings, configure_logging, logging_dictconfig, request_id_var
 
 
 @pytest.fixture(autouse=True)

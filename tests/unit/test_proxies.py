@@ -1,11 +1,11 @@
-"""Which address is the client behind trusted reverse proxies (``app.proxies``)."""
+"""Which address is the client behind trusted reverse proxies (``app.web.proxies``)."""
 
 from __future__ import annotations
 
 import pytest
 
-from app.proxies import client_behind_proxies, parse_networks
 from app.settings import Settings
+from app.web.proxies import client_behind_proxies, parse_networks
 
 PROXIES = parse_networks("10.0.0.0/8, 127.0.0.1, 2001:db8::/32")
 

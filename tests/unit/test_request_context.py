@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from app.observability import request_id_var
-from app.request_context import RequestContext
+from app.web.observability import request_id_var
+from app.web.request_context import RequestContext
 
 
 def _scope(headers: list[tuple[bytes, bytes]] | None = None) -> dict[str, Any]:

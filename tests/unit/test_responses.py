@@ -6,7 +6,7 @@ from litestar import Litestar, get
 from litestar.datastructures import Cookie, ResponseHeader
 from litestar.testing import TestClient
 
-from app.responses import EncodedJSON
+from app.web.responses import EncodedJSON
 
 
 @get("/fast", sync_to_thread=False)

@@ -1,4 +1,4 @@
-"""The body rule's building blocks (``app.validation``): decoding, depth, error paths, every bad field."""
+"""The body rule's building blocks (``app.web.validation``): decoding, depth, error paths, every bad field."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Annotated, Literal
 import msgspec
 import pytest
 
-from app.errors import NOT_JSON, ApiError
-from app.validation import decode_json, parse_struct, pointer, struct_problems, validation_error_path
+from app.web.errors import NOT_JSON, ApiError
+from app.web.validation import decode_json, parse_struct, pointer, struct_problems, validation_error_path
 
 
 class Body(msgspec.Struct, forbid_unknown_fields=True):

@@ -14,7 +14,7 @@ import time
 
 import redis.asyncio as redis
 
-from app.ratelimit import Decision, MemoryStore
+from app.web.ratelimit import Decision, MemoryStore
 
 __all__ = ["RedisStore"]
 

@@ -16,7 +16,7 @@ from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.params import FromPath
 from swagger_ui_bundle import swagger_ui_path
 
-from app.errors import NotFound
+from app.web.errors import NotFound
 
 __all__ = ["ASSETS_PATH", "swagger_render_plugin", "swagger_ui"]
 

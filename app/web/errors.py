@@ -114,7 +114,7 @@ def _validation_errors(extra: Any) -> list[dict[str, Any]]:
 def _handle_validation(request: Request[Any, Any, Any], exc: ValidationException) -> Response[bytes]:
     """400 for a body that is not JSON (one message); 422 naming every bad parameter or field otherwise.
 
-    Struct bodies are validated by ``app.validation`` before Litestar converts them, so an error Litestar
+    Struct bodies are validated by ``app.web.validation`` before Litestar converts them, so an error Litestar
     reports about the body as a whole (``data``) means it had no JSON to read: an empty body.
     """
     errors = _validation_errors(exc.extra)

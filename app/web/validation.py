@@ -25,7 +25,7 @@ from litestar import Request
 from litestar.handlers import HTTPRouteHandler
 from litestar.types import Empty
 
-from app.errors import NOT_JSON, ApiError
+from app.web.errors import NOT_JSON, ApiError
 
 __all__ = [
     "MAX_ERRORS",
@@ -204,7 +204,7 @@ def json_request_class(max_depth: int) -> type[Request[Any, Any, Any]]:
 
 
 class JsonBodyRequest(Request[Any, Any, Any]):
-    """Litestar's request, reading JSON bodies by :mod:`app.validation`'s rule (see the module docstring)."""
+    """Litestar's request, reading JSON bodies by :mod:`app.web.validation`'s rule (see the module docstring)."""
 
     max_depth: int = 32
 

@@ -5,7 +5,7 @@ logs, hands the same dictionary to Granian (whose own loggers, in the main proce
 would otherwise print ``[INFO] ...`` text) and the app factory applies it again in each worker, with
 Litestar's own logging configuration switched off. ``auditlog worker`` and ``auditlog migrate`` (alembic)
 go through it too. ``JsonFormatter`` writes one JSON object per line; the request id comes from
-``request_id_var``, which ``app.request_context`` sets for the whole life of a request, so lines logged by
+``request_id_var``, which ``app.web.request_context`` sets for the whole life of a request, so lines logged by
 handlers, services and the tasks they start carry it without being passed it.
 """
 

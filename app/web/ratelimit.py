@@ -4,7 +4,7 @@ The key is ``(tenant id, caller id)`` from the principal the auth middleware put
 (anonymous requests: the client address), so one tenant's traffic never eats another's allowance. Two
 budgets per minute: ``/api/v1/logs...`` and everything else; probes and docs are exempt. The algorithm
 is GCRA (a token bucket kept as one timestamp per key): smooth, exact, O(1) time and memory. The store is
-in process memory by default; with ``AUDIT_REDIS_URL`` it is Redis (``app.ratelimit_redis``), one atomic
+in process memory by default; with ``AUDIT_REDIS_URL`` it is Redis (``app.web.ratelimit_redis``), one atomic
 script per request, so every process shares one budget. Every answer carries ``RateLimit-*`` headers;
 a refusal is a 429 problem with ``Retry-After``.
 """
@@ -113,7 +113,7 @@ class RateLimiter:
 def build_rate_limiter(settings: Settings) -> RateLimiter:
     store: Store
     if settings.redis_url:
-        from app.ratelimit_redis import RedisStore
+        from app.web.ratelimit_redis import RedisStore
 
         store = RedisStore(settings.redis_url)
     else:

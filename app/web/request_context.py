@@ -9,7 +9,7 @@ is echoed in the response header, put in ``scope["state"]`` (problem bodies and 
 there) and in ``request_id_var`` for the request's whole life, so every log line the request causes
 carries it, the traceback of a 500 included. When the response is done, one ``auditlog.access`` line
 records method, path, status, duration, tenant, request id and client (``AUDIT_ACCESS_LOG=false`` turns
-it off). The client is read after the app ran, so it is the one ``app.proxies`` resolved behind trusted
+it off). The client is read after the app ran, so it is the one ``app.web.proxies`` resolved behind trusted
 proxies, and the tenant is that of the principal ``app.auth`` authenticated, if any.
 """
 
@@ -22,7 +22,7 @@ import re
 import time
 from typing import TYPE_CHECKING, Any
 
-from app.observability import request_id_var
+from app.web.observability import request_id_var
 
 if TYPE_CHECKING:
     from litestar import Litestar

@@ -9,7 +9,7 @@ here, after Litestar has built the document, so a new route cannot forget it:
   parameters, ``404`` with path parameters, ``401``/``403`` unless public, ``409`` for authenticated bodies,
   ``429`` and ``503`` under ``/api/``;
 - public routes (``opt={"public": True}``) carry ``security: []``;
-- request bodies refuse unknown fields (``app.validation``), so their objects say
+- request bodies refuse unknown fields (``app.web.validation``), so their objects say
   ``additionalProperties: false``; query parameters refuse empty values, so strings say ``minLength: 1``;
   ``ip_address`` says it is an IPv4 or IPv6 address.
 """
@@ -23,7 +23,7 @@ from litestar import Litestar
 from litestar.handlers import HTTPRouteHandler
 from litestar.routes import HTTPRoute
 
-from app.errors import PROBLEM_JSON
+from app.web.errors import PROBLEM_JSON
 
 __all__ = ["PROBLEM_SCHEMA", "finalize_openapi"]
 
