@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections import defaultdict
+from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -32,6 +32,7 @@ from app.logs.ingest import NOTIFY_CHANNEL
 from app.logs.query import COLUMN_COUNT, LogFilters
 from app.logs.rows import row_to_wire
 from app.stream.sql import BATCH, build_fetch_sql
+from db.blind_index import search_index
 from db.listener import listen_forever
 
 if TYPE_CHECKING:
@@ -48,7 +49,11 @@ Frame = tuple[int, bytes]
 
 @dataclass(eq=False)
 class Subscriber:
-    """One stream's mailbox. ``live`` is set once its replay caught up; the hub fills it only while live."""
+    """One stream's mailbox. ``live`` is set once its replay caught up; the hub fills it only while live.
+
+    A plain deque and an event rather than an ``asyncio.Queue``: the hub appends a whole fetched batch and the
+    stream takes everything buffered in one call, so a busy stream costs one wake-up per batch, not per event.
+    """
 
     tenant_id: uuid.UUID
     filters: LogFilters
@@ -57,24 +62,34 @@ class Subscriber:
     overflowed: bool = False
     taken: int = 0
     """Frames taken from the buffer so far (the hub tells a stopped reader from a slow one by it)."""
-    queue: asyncio.Queue[Frame] = field(init=False)
+    buffer: deque[Frame] = field(default_factory=deque)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
 
-    def __post_init__(self) -> None:
-        self.queue = asyncio.Queue(maxsize=self.capacity + BATCH)
+    @property
+    def limit(self) -> int:
+        """The most frames the buffer holds: ``capacity`` plus room for one fetched batch."""
+        return self.capacity + BATCH
 
     @property
     def behind(self) -> bool:
-        return self.queue.qsize() > self.capacity
+        return len(self.buffer) > self.capacity
 
     def offer(self, frame: Frame) -> None:
         if self.overflowed:
             return
-        try:
-            self.queue.put_nowait(frame)
-        except asyncio.QueueFull:
+        if len(self.buffer) >= self.limit:
             self.overflowed = True
             self.wake.set()
+            return
+        self.buffer.append(frame)
+
+    def take(self, most: int) -> list[Frame]:
+        """Up to ``most`` buffered frames, oldest first."""
+        buffer = self.buffer
+        count = min(most, len(buffer))
+        frames = [buffer.popleft() for _ in range(count)]
+        self.taken += count
+        return frames
 
 
 class StreamHub:
@@ -189,10 +204,11 @@ class StreamHub:
                 return
             filter_sets = list({s.filters: None for s in subs})
             after = self._delivered[tenant_id]
-            sql, args = build_fetch_sql(tenant_id, after, filter_sets)
             async with self._db.read(tenant_id) as pg:
+                keyring = await self._keyrings.get(pg, tenant_id)  # also the blind index of any q
+                search = search_index(keyring) if any(f.q is not None for f in filter_sets) else None
+                sql, args = build_fetch_sql(tenant_id, after, filter_sets, search=search)
                 rows = await pg.fetch(sql, *args)
-                keyring = await self._keyrings.get(pg, tenant_id) if rows else None
             self.fetches += 1
             if not rows or keyring is None:
                 # nothing beyond what was delivered: the notified rows are already out

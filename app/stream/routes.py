@@ -24,7 +24,7 @@ import msgspec
 from litestar import Request, WebSocket, get, websocket
 from litestar.exceptions import WebSocketDisconnect
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.response import ServerSentEvent, ServerSentEventMessage
+from litestar.response import Stream
 
 from app.auth.authenticator import InvalidCredentials
 from app.auth.principal import Principal
@@ -101,6 +101,13 @@ async def _send(socket: WebSocket[Any, Any, Any], data: str | bytes) -> None:
     await asyncio.wait_for(socket.send_data(data, mode="text"), timeout=SEND_TIMEOUT)
 
 
+async def _send_frames(socket: WebSocket[Any, Any, Any], frames: list[tuple[int, bytes]]) -> None:
+    """Send a batch of events, one text frame each, in order; the whole batch within ``SEND_TIMEOUT``."""
+    async with asyncio.timeout(SEND_TIMEOUT):
+        for seq, data in frames:
+            await socket.send_data(b'{"type":"log","position":%d,"data":%s}' % (seq, data), mode="text")
+
+
 async def _until_disconnect(socket: WebSocket[Any, Any, Any]) -> None:
     """Read (and ignore) what the client sends until it goes away."""
     with contextlib.suppress(WebSocketDisconnect):
@@ -157,9 +164,8 @@ async def _serve_socket(socket: WebSocket[Any, Any, Any]) -> None:
                 kind, payload = nxt.result()
             except StopAsyncIteration:
                 return
-            if kind == "log":
-                seq, data = payload
-                await _send(socket, b'{"type":"log","position":%d,"data":%s}' % (seq, data))
+            if kind == "logs":
+                await _send_frames(socket, payload)
             elif kind == "ping":
                 await _send(socket, f'{{"type":"ping","position":{payload}}}')
             elif kind == "overflow":
@@ -190,17 +196,17 @@ def _events(runtime: Runtime, principal: Principal, filters: Any, start: int) ->
     )
 
 
-async def _sse_messages(events: AsyncGenerator[tuple[str, Any], None]) -> AsyncIterator[ServerSentEventMessage]:
-    yield ServerSentEventMessage(data=None, retry=2000, comment="auditlog stream")
+async def _sse_chunks(events: AsyncGenerator[tuple[str, Any], None]) -> AsyncIterator[bytes]:
+    """The stream as ``text/event-stream`` bytes: one chunk per batch of events (an event's JSON is one line)."""
+    yield b": auditlog stream\nretry: 2000\n\n"
     try:
         async for kind, payload in events:
-            if kind == "log":
-                seq, data = payload
-                yield ServerSentEventMessage(data=data.decode(), id=seq)
+            if kind == "logs":
+                yield b"".join(b"id: %d\ndata: %s\n\n" % (seq, data) for seq, data in payload)
             elif kind == "ping":
-                yield ServerSentEventMessage(data=None, comment="ping")
+                yield b": ping\n\n"
             else:  # overflow or revoked: say so, then end the response
-                yield ServerSentEventMessage(data=msgspec.json.encode({"resume_after": payload}).decode(), event=kind)
+                yield b'event: %s\ndata: {"resume_after":%d}\n\n' % (kind.encode(), payload)
                 return
     finally:
         await events.aclose()
@@ -230,7 +236,7 @@ async def _sse_messages(events: AsyncGenerator[tuple[str, Any], None]) -> AsyncI
     },
     include_in_schema=True,
 )
-async def logs_stream_sse(request: Request[Any, Any, Any]) -> ServerSentEvent:
+async def logs_stream_sse(request: Request[Any, Any, Any]) -> Stream:
     runtime = runtime_of(request)
     principal = principal_of(request)
     filters, after = _filters_and_start(request.query_params.dict(), request.headers.get("last-event-id"))
@@ -240,7 +246,8 @@ async def logs_stream_sse(request: Request[Any, Any, Any]) -> ServerSentEvent:
         start = await current_position(runtime, principal.tenant_id)
     _audit(runtime, principal, request.scope, "sse", filters, start)
     events = _events(runtime, principal, filters, start)
-    return ServerSentEvent(
-        _sse_messages(events),
+    return Stream(
+        _sse_chunks(events),
+        media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

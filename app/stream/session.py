@@ -6,9 +6,10 @@ matching event it dispatches), replays once more (whatever the hub dispatched be
 so this pass finds it), and from then on takes frames from its buffer, dropping any position it already sent.
 Positions only grow, so "already sent" is one integer.
 
-The generator yields ``("log", (position, event JSON))``, ``("ping", position)`` after a quiet interval,
-and ends with ``("overflow", position)`` when the client fell too far behind, or ``("revoked", position)``
-when the caller's session or API key was revoked (checked four times a second).
+The generator yields ``("logs", [(position, event JSON), ...])`` (everything ready to send, in order: a busy
+stream is handed whole batches, so its per-event cost is the send alone), ``("ping", position)`` after a quiet
+interval, and ends with ``("overflow", position)`` when the client fell too far behind, or ``("revoked",
+position)`` when the caller's session or API key was revoked (checked four times a second).
 """
 
 from __future__ import annotations
@@ -71,7 +72,10 @@ async def resolve_position(runtime: Runtime, tenant_id: uuid.UUID, after: str) -
     return int(seq)
 
 
-async def _replay(runtime: Runtime, tenant_id: uuid.UUID, filters: LogFilters, after: int) -> AsyncIterator[Frame]:
+async def _replay(
+    runtime: Runtime, tenant_id: uuid.UUID, filters: LogFilters, after: int
+) -> AsyncIterator[list[Frame]]:
+    """What the tenant committed after ``after`` that matches ``filters``, in batches of at most ``BATCH``."""
     while True:
         sql, args = build_fetch_sql(tenant_id, after, [filters], replay=True)
         async with runtime.db.read(tenant_id) as pg:
@@ -79,9 +83,8 @@ async def _replay(runtime: Runtime, tenant_id: uuid.UUID, filters: LogFilters, a
             keyring = await runtime.keyrings.get(pg, tenant_id) if rows else None
         if not rows or keyring is None:
             return
-        for row in rows:
-            after = row[COLUMN_COUNT]
-            yield after, _encode(row_to_wire(row[:COLUMN_COUNT], keyring))
+        after = rows[-1][COLUMN_COUNT]
+        yield [(row[COLUMN_COUNT], _encode(row_to_wire(row[:COLUMN_COUNT], keyring))) for row in rows]
         if len(rows) < BATCH:
             return
 
@@ -111,13 +114,13 @@ async def stream_events(
     await hub.subscribe(sub)
     sent = start
     try:
-        async for seq, data in _replay(runtime, tenant_id, filters, sent):
-            sent = seq
-            yield "log", (seq, data)
+        async for frames in _replay(runtime, tenant_id, filters, sent):
+            sent = frames[-1][0]
+            yield "logs", frames
         sub.live = True
-        async for seq, data in _replay(runtime, tenant_id, filters, sent):
-            sent = seq
-            yield "log", (seq, data)
+        async for frames in _replay(runtime, tenant_id, filters, sent):
+            sent = frames[-1][0]
+            yield "logs", frames
         hub.poke(tenant_id)
         loop = asyncio.get_running_loop()
         quiet_since = loop.time()
@@ -128,21 +131,19 @@ async def stream_events(
             if sub.overflowed:
                 yield "overflow", sent
                 return
-            try:
-                seq, data = sub.queue.get_nowait()
-                sub.taken += 1
-            except asyncio.QueueEmpty:
-                sub.wake.clear()
-                if loop.time() - quiet_since >= ping_seconds:
-                    quiet_since = loop.time()
-                    yield "ping", sent
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(sub.wake.wait(), timeout=REVOCATION_CHECK_SECONDS)
+            frames = [frame for frame in sub.take(BATCH) if frame[0] > sent]
+            if frames:
+                sent = frames[-1][0]
+                quiet_since = loop.time()
+                yield "logs", frames
                 continue
-            if seq <= sent:
-                continue
-            sent = seq
-            quiet_since = loop.time()
-            yield "log", (seq, data)
+            sub.wake.clear()
+            if sub.buffer or sub.overflowed:
+                continue  # filled between the take and the clear
+            if loop.time() - quiet_since >= ping_seconds:
+                quiet_since = loop.time()
+                yield "ping", sent
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(sub.wake.wait(), timeout=REVOCATION_CHECK_SECONDS)
     finally:
         hub.unsubscribe(sub)
