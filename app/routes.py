@@ -14,6 +14,7 @@ def route_handlers() -> list[Any]:
     from app.api_keys.controller import ApiKeyController
     from app.auth_routes.controller import AuthController
     from app.chat.controller import ChatController
+    from app.console.routes import console, root_redirect
     from app.exports.controller import export_logs
     from app.exports.jobs_controller import ExportJobController
     from app.logs.ingest_controller import LogIngestController
@@ -61,4 +62,6 @@ def route_handlers() -> list[Any]:
         ChatController,
         checkpoint_key,
         CheckpointController,
+        console,
+        root_redirect,
     ]

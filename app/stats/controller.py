@@ -16,7 +16,7 @@ from app.exports.filters import one_param, operation_with, raise_if_errors, read
 from app.guards import READERS, principal_of
 from app.read_audit import get_recorder
 from app.stats.schemas import StatsOut
-from app.stats.service import DEFAULT_WINDOW, MAX_BUCKETS, bucket_count, count_events
+from app.stats.service import DEFAULT_WINDOW, MAX_BUCKETS, TOP_USERS, bucket_count, count_events
 from app.web.errors import ApiError
 
 __all__ = ["log_stats"]
@@ -27,6 +27,14 @@ _INTERVAL_PARAM = {
     "required": False,
     "description": "Bucket size of `series` (UTC hours or days; default `day`).",
     "schema": {"type": "string", "enum": ["hour", "day"], "default": "day"},
+}
+_BREAKDOWN_PARAM = {
+    "name": "breakdown",
+    "in": "query",
+    "required": False,
+    "description": "Extension: `true` adds `by_user` (the users with the most events, at most "
+    f"{TOP_USERS}) and `series_by_severity` (each severity's count per bucket of `series`), from the same scan.",
+    "schema": {"type": "string", "enum": ["true", "false"], "default": "false"},
 }
 _PROBLEMS = {
     401: ResponseSpec(None, description="No or bad credentials"),
@@ -45,7 +53,7 @@ _PROBLEMS = {
     guards=[READERS],
     tags=["logs"],
     name="log_stats",
-    operation_class=operation_with([_INTERVAL_PARAM]),
+    operation_class=operation_with([_INTERVAL_PARAM, _BREAKDOWN_PARAM]),
     responses=_PROBLEMS,
     summary="Counts of events in a window",
     description=(
@@ -66,6 +74,9 @@ async def log_stats(request: Request[Any, Any, Any]) -> StatsOut:
     interval = one_param(params, "interval", errors) or "day"
     if interval not in ("hour", "day"):
         errors.append({"field": "interval", "message": "must be hour or day"})
+    breakdown = one_param(params, "breakdown", errors) or "false"
+    if breakdown not in ("true", "false"):
+        errors.append({"field": "breakdown", "message": "must be true or false"})
     raise_if_errors(errors)
     end = filters.end_time or datetime.now(UTC)
     start = filters.start_time or end - DEFAULT_WINDOW
@@ -79,7 +90,7 @@ async def log_stats(request: Request[Any, Any, Any]) -> StatsOut:
         async with runtime.db.read(principal.tenant_id) as pg:
             stats = await count_events(
                 engine_of(runtime), pg, principal.tenant_id, runtime.keyrings, lake_store_of(runtime),
-                filters=filters, interval=interval,
+                filters=filters, interval=interval, breakdown=breakdown == "true",
             )  # fmt: skip
     except QueryTimeout:
         raise ApiError(

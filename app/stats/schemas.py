@@ -1,5 +1,6 @@
 """The body of ``GET /api/v1/logs/stats`` (API.md; ``start_time``, ``end_time`` and ``interval`` are extensions
-that say which window and buckets were counted)."""
+that say which window and buckets were counted; ``by_user`` and ``series_by_severity`` are extensions given only
+with ``breakdown=true``)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ class SeriesPoint(msgspec.Struct, kw_only=True):
     count: int
 
 
-class StatsOut(msgspec.Struct, kw_only=True):
+class StatsOut(msgspec.Struct, kw_only=True, omit_defaults=True):
     total: int
     by_action: dict[str, int]
     by_severity: dict[str, int]
@@ -29,3 +30,9 @@ class StatsOut(msgspec.Struct, kw_only=True):
     start_time: datetime
     end_time: datetime
     interval: Interval
+    by_user: dict[str, int] | msgspec.UnsetType = msgspec.UNSET
+    """With ``breakdown=true``: the users with the most events (at most ``TOP_USERS``), largest first; events
+    without a ``user_id`` are not counted here."""
+    series_by_severity: dict[str, list[int]] | msgspec.UnsetType = msgspec.UNSET
+    """With ``breakdown=true``: for each severity in the window, its count in each bucket of ``series`` (same
+    order); a severity with no events is left out."""

@@ -2,11 +2,11 @@
 
 The key is ``(tenant id, caller id)`` from the principal the auth middleware put in ``scope["user"]``
 (anonymous requests: the client address), so one tenant's traffic never eats another's allowance. Two
-budgets per minute: ``/api/v1/logs...`` and everything else; probes and docs are exempt. The algorithm
-is GCRA (a token bucket kept as one timestamp per key): smooth, exact, O(1) time and memory. The store is
-in process memory by default; with ``AUDIT_REDIS_URL`` it is Redis (``app.web.ratelimit_redis``), one atomic
-script per request, so every process shares one budget. Every answer carries ``RateLimit-*`` headers;
-a refusal is a 429 problem with ``Retry-After``.
+budgets per minute: ``/api/v1/logs...`` and everything else; probes, docs and the console's files are
+exempt. The algorithm is GCRA (a token bucket kept as one timestamp per key): smooth, exact, O(1) time and
+memory. The store is in process memory by default; with ``AUDIT_REDIS_URL`` it is Redis
+(``app.web.ratelimit_redis``), one atomic script per request, so every process shares one budget. Every
+answer carries ``RateLimit-*`` headers; a refusal is a 429 problem with ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ __all__ = ["Decision", "MemoryStore", "RateLimitMiddleware", "RateLimiter", "bui
 
 PERIOD_SECONDS = 60.0
 LOG_PREFIX = "/api/v1/logs"
-EXEMPT_PREFIXES = ("/healthz", "/readyz", "/docs", "/schema")
+EXEMPT_PREFIXES = ("/healthz", "/readyz", "/docs", "/schema", "/console")
 
 
 @dataclass(frozen=True, slots=True)
