@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from app.settings import Settings, load_settings
 
 if TYPE_CHECKING:
+    from app.verifiable.note import NoteVerifier
     from db.embedded import EmbeddedPostgres
 
 __all__ = ["main"]
@@ -175,13 +176,19 @@ def _run_lake_command(name: str) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    """Check an export with proofs offline (no server, no settings): 0 when everything holds."""
+    """Check an export with proofs, or a tenant's lake folder, offline (no server, no settings): 0 when
+    everything holds, 1 when something does not, 2 when the input cannot be read."""
     from app.verifiable.verify import parse_verifier_keys, verify_export
 
     key = Path(args.key)
+    target = Path(args.file)
     try:
         verifiers = parse_verifier_keys(key.read_text() if key.is_file() else args.key)
-        with open(args.file, encoding="utf-8") as handle:
+        if target.is_dir():
+            return _verify_lake(target, verifiers, args)
+        if args.checkpoint:
+            raise ValueError("--checkpoint is for a lake folder; an export carries its checkpoint")
+        with open(target, encoding="utf-8") as handle:
             report = verify_export(handle, verifiers, origin=args.origin)
     except (OSError, ValueError) as exc:
         print(f"auditlog verify: {exc}")
@@ -191,6 +198,35 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if report.ok and report.checkpoint is not None:
         print(
             f"OK {report.events} events and {report.erased} erased leaves verified against the checkpoint of "
+            f"{report.checkpoint.origin} at tree size {report.checkpoint.tree_size}"
+        )
+        return 0
+    print(f"FAILED: {len(report.failures)} problem(s)")
+    return 1
+
+
+def cmd_new_checkpoint_key(args: argparse.Namespace) -> int:
+    """Print a new checkpoint signer key (secret: for AUDIT_CHECKPOINT_SIGNING_KEYS) and its verifier key."""
+    from app.verifiable.note import NoteSigner, generate_signer_key
+
+    signer = NoteSigner.parse(generate_signer_key(args.name))
+    print(f"AUDIT_CHECKPOINT_SIGNING_KEYS={signer.text()}")
+    print(f"# verifier key (public, served at /.well-known/auditlog/checkpoint-key): {signer.verifier.text()}")
+    return 0
+
+
+def _verify_lake(folder: Path, verifiers: list[NoteVerifier], args: argparse.Namespace) -> int:
+    from app.verifiable.verify_lake import verify_lake
+
+    checkpoint = Path(args.checkpoint).read_text(encoding="utf-8") if args.checkpoint else None
+    report = verify_lake(folder, verifiers, checkpoint=checkpoint, origin=args.origin)
+    for failure in report.failures:
+        print(f"FAIL {failure}")
+    for note in report.notes:
+        print(f"NOTE {note}")
+    if report.ok and report.checkpoint is not None:
+        print(
+            f"OK {report.covered} lake rows ({report.files} files) verified against the checkpoint of "
             f"{report.checkpoint.origin} at tree size {report.checkpoint.tree_size}"
         )
         return 0
@@ -239,13 +275,26 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("rotate-keys", help="give every tenant a new data key now")
     sub.add_parser("export-lake", help="export every tenant's new events to the Parquet lake now")
     sub.add_parser("apply-retention", help="archive and remove events past each tenant's retention now")
-    verify = sub.add_parser("verify", help="check an export with proofs offline against the checkpoint key")
-    verify.add_argument("file", help="the export (GET /api/v1/logs/export?format=ndjson&proofs=true)")
+    verify = sub.add_parser(
+        "verify", help="check an export with proofs, or a tenant's lake folder, offline against the checkpoint key"
+    )
+    verify.add_argument(
+        "file", help="the export (GET /api/v1/logs/export?format=ndjson&proofs=true) or a lake folder tenant_id=<id>"
+    )
     verify.add_argument("--key", required=True, help="a verifier key, or a file of them (one a line)")
     verify.add_argument("--origin", help="require the checkpoint of this log (<name>/<tenant id>)")
+    verify.add_argument(
+        "--checkpoint", help="lake folder only: a signed checkpoint file you kept (default: the folder's checkpoint)"
+    )
+    new_key = sub.add_parser(
+        "new-checkpoint-key", help="print a new checkpoint signing key (put it first in AUDIT_CHECKPOINT_SIGNING_KEYS)"
+    )
+    new_key.add_argument("--name", default="auditlog.example", help="the key's name (default: auditlog.example)")
     args = parser.parse_args(argv)
     if args.command == "verify":  # offline: no settings, no logging set-up
         return cmd_verify(args)
+    if args.command == "new-checkpoint-key":
+        return cmd_new_checkpoint_key(args)
     handler = {
         "serve": cmd_serve,
         "worker": cmd_worker,

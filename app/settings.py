@@ -82,9 +82,11 @@ class Settings(BaseSettings):
     operator_password: str | None = None
     """Password of user ``operator`` of tenant ``platform``; generated in development when unset."""
     checkpoint_signing_keys: str | None = None
-    """Comma-separated Ed25519 note signer keys (``PRIVATE+KEY+<name>+<hash>+<base64>``), newest first: the
-    first signs checkpoints, all are listed by ``/.well-known/auditlog/checkpoint-key`` (rotation). Unset outside
-    development: no checkpoints are signed (the worker logs why) and the key route answers 503."""
+    """Comma-separated Ed25519 note signer keys (``PRIVATE+KEY+<name>+<hash>+<base64>``, ``auditlog
+    new-checkpoint-key`` makes one), newest first: the first signs checkpoints, all are listed by
+    ``/.well-known/auditlog/checkpoint-key`` (rotation). Required in production (a verifiable log that is
+    silently off is worse than a refused start); generated into ``secrets.json`` in development; unset in
+    tests: no checkpoints are signed and the key route answers 503."""
     checkpoint_origin: str = "auditlog.example"
     """A tenant's checkpoints name ``<checkpoint_origin>/<tenant id>`` as their log (origin line)."""
     checkpoint_interval_seconds: float = Field(default=0.5, gt=0, le=10)
@@ -133,11 +135,30 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _check_checkpoint_keys(self) -> Settings:
+        if self.checkpoint_signing_keys:
+            from app.verifiable.note import NoteSigner
+
+            try:
+                for part in self.checkpoint_signing_keys.split(","):
+                    if part.strip():
+                        NoteSigner.parse(part.strip())
+            except ValueError as exc:
+                raise ValueError(f"AUDIT_CHECKPOINT_SIGNING_KEYS: {exc}") from None
+        return self
+
+    @model_validator(mode="after")
     def _require_secrets_outside_development(self) -> Settings:
         if self.env is Environment.production:
             missing = [
                 name
-                for name in ("master_key", "jwt_signing_keys", "operator_password", "database_url")
+                for name in (
+                    "master_key",
+                    "jwt_signing_keys",
+                    "operator_password",
+                    "database_url",
+                    "checkpoint_signing_keys",
+                )
                 if not getattr(self, name)
             ]
             if missing:

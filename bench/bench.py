@@ -64,6 +64,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from app.logs.prepare import new_event_id  # noqa: E402
+from app.verifiable.note import generate_signer_key  # noqa: E402
 from db import migrate  # noqa: E402
 from db.provision import API_ROLE, OWNER_ROLE, provision  # noqa: E402
 
@@ -159,6 +160,7 @@ class Stack:
             AUDIT_MASTER_KEY=base64.urlsafe_b64encode(os.urandom(32)).decode(),
             AUDIT_JWT_SIGNING_KEYS="bench:" + base64.urlsafe_b64encode(os.urandom(36)).decode(),
             AUDIT_OPERATOR_PASSWORD="bench-operator-password",
+            AUDIT_CHECKPOINT_SIGNING_KEYS=generate_signer_key("auditlog.example"),
             AUDIT_ACCESS_TOKEN_TTL_SECONDS="7200",
             AUDIT_RATE_LIMIT_LOG_ROUTES="1000000000",
             AUDIT_RATE_LIMIT_OTHER_ROUTES="1000000000",

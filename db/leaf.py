@@ -1,9 +1,14 @@
-"""The canonical encoding of an event as a Merkle leaf (the stored form), shared by the server and the verifier.
+"""The canonical encoding of an event as a Merkle leaf (the stored form), shared by the integrator, the lake
+export and the offline verifier. Standard library only: it is part of what an auditor reads.
 
-Leaf ``seq - 1`` of a tenant's tree is ``hash_leaf(encode_leaf(...))`` of the event as it is *stored*: the
-clear columns plus the payload ciphertext (whose header names the data key). Not the API form, because the
-stored form outlives crypto-shredding: once a tenant's data key is destroyed the payload can no longer be
-decrypted, but its ciphertext still hashes to the same leaf, so the tree and every proof stay valid.
+It lives in ``db`` because it defines a leaf over the *stored* row (``audit_logs``), and both ``app`` (the
+integrator, the export with proofs, ``auditlog verify``) and ``analytics`` (the lake files carry each row's leaf
+hash) use it, while ``analytics`` does not import ``app``.
+
+Leaf ``seq - 1`` of a tenant's tree is ``SHA-256(0x00 ‖ encoding)`` of the event as it is *stored*: the clear
+columns plus the payload ciphertext (whose header names the data key). Not the API form, because the stored
+form outlives crypto-shredding: once a tenant's data key is destroyed the payload can no longer be decrypted,
+but its ciphertext still hashes to the same leaf, so the tree and every proof stay valid.
 
 Encoding (version 1): the ASCII bytes ``auditlog-leaf-v1`` then, for each field in this order, ``0x00`` if
 the field is null, else ``0x01``, the value's length as 4 bytes big-endian, and the value's bytes:
@@ -28,22 +33,38 @@ the field is null, else ``0x01``, the value's length as 4 bytes big-endian, and 
 ==  ===============  ===================================================================================
 
 The payload blob is ``0x01 ‖ key id (4 bytes) ‖ nonce (12) ‖ AES-GCM ciphertext and tag``; it is bound to the
-tenant and the event id, and the verifier does not need the key to hash it. Standard library only.
+tenant and the event id, and the verifier does not need the key to hash it.
+
+Two implementations of the one encoding: :func:`encode_leaf` over :class:`LeafFields` (typed values, the
+readable reference) and :func:`flat_leaf_hasher` over a flat row (``FLAT_ROW``: plain ints, strings and bytes
+as PostgreSQL and Parquet hand them out; the integrator's and the verifiers' fast path). The tests hold the
+two equal.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import ipaddress
 import struct
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
-from app.verifiable.merkle import hash_leaf
-
-__all__ = ["LEAF_PREFIX", "LeafFields", "encode_leaf", "encode_values", "leaf_hash", "micros", "packed_ip"]
+__all__ = [
+    "FLAT_ROW",
+    "LEAF_PREFIX",
+    "LeafFields",
+    "encode_leaf",
+    "encode_values",
+    "flat_leaf_hasher",
+    "hash_leaf",
+    "leaf_hash",
+    "micros",
+    "packed_ip",
+]
 
 LEAF_PREFIX = b"auditlog-leaf-v1"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -122,5 +143,55 @@ def encode_leaf(f: LeafFields) -> bytes:
     )
 
 
+def hash_leaf(data: bytes) -> bytes:
+    """RFC 6962 leaf hash: ``SHA-256(0x00 ‖ data)``."""
+    return hashlib.sha256(b"\x00" + data).digest()
+
+
 def leaf_hash(f: LeafFields) -> bytes:
     return hash_leaf(encode_leaf(f))
+
+
+FLAT_ROW = (
+    "seq", "id", "timestamp_us", "received_at_us", "action", "resource_type", "resource_id", "user_id",
+    "session_id", "request_id", "severity", "ip_packed", "user_agent", "message", "payload",
+)  # fmt: skip
+"""The flat row :func:`flat_leaf_hasher` takes: ``seq`` (int), ``id`` (UUID text as stored, used verbatim),
+the two times as integer microseconds since the epoch, the text fields as ``str``, the address packed
+(``bytes``, 4 or 16) and the payload ciphertext (``bytes``); absent values ``None``."""
+
+
+_LENGTHS = [_PRESENT.pack(1, n) for n in range(4096)]
+"""``0x01 ‖ length`` of the usual lengths, precomputed (the hasher's hot loop)."""
+
+
+def flat_leaf_hasher(tenant_id: uuid.UUID | str) -> Callable[[Sequence[Any]], bytes]:
+    """``leaf(row)``: the leaf hash of one of ``tenant_id``'s rows given as ``FLAT_ROW``: the same bytes as
+    :func:`leaf_hash`, written out field by field for speed (~3-4 µs a row here)."""
+    tenant = str(tenant_id).encode()
+    head = b"\x00" + LEAF_PREFIX + _PRESENT.pack(1, len(tenant)) + tenant
+    sha256 = hashlib.sha256
+    lengths = _LENGTHS
+    pack = _PRESENT.pack
+
+    def leaf(row: Sequence[Any]) -> bytes:
+        (seq, event_id, ts, rt, action, resource_type, resource_id, user_id, session_id, request_id, severity,
+         ip, user_agent, message, payload) = row  # fmt: skip
+        parts = [head]
+        append = parts.append
+        for number in (b"%d" % seq, str(event_id).encode(), b"%d" % ts, b"%d" % rt):
+            append(lengths[len(number)])
+            append(number)
+        for value in (action, resource_type, resource_id, user_id, session_id, request_id, severity, ip, user_agent,
+                      message, payload):  # fmt: skip
+            if value is None:
+                append(b"\x00")
+                continue
+            if value.__class__ is str:
+                value = value.encode()
+            n = len(value)
+            append(lengths[n] if n < 4096 else pack(1, n))
+            append(value)
+        return sha256(b"".join(parts)).digest()
+
+    return leaf

@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from analytics.lake.keys import lake_encryption_properties
-from analytics.lake.manifest import LakeFile, file_path, live_files, tenant_prefix
+from analytics.lake.manifest import LakeFile, checkpoint_path, file_path, live_files, tenant_prefix
 from analytics.lake.reader import open_lake_batches
 from analytics.lake.schema import LAKE_SCHEMA
 from analytics.lake.writer import ROW_GROUP_ROWS, StagedFile, StepHook, _noop, tenant_lock, write_manifest
@@ -149,7 +149,7 @@ async def _collect(conn: asyncpg.Connection, store: LakeStore, tenant_id: uuid.U
     listed = {r["path"] for r in rows}
     expired = [r["path"] for r in rows if r["retired_at"] is not None and r["retired_at"] <= cutoff]
     present = await store.list(tenant_prefix(tenant_id))
-    unlisted = [p for p in present if p not in listed]
+    unlisted = [p for p in present if p not in listed and p != checkpoint_path(tenant_id)]
     await store.delete(unlisted + expired)
     if expired:
         async with bind_tenant(conn, tenant_id):

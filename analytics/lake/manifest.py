@@ -16,7 +16,7 @@ import asyncpg
 
 from db.tenancy import TenantDB, bind_tenant
 
-__all__ = ["LakeFile", "file_path", "live_files", "tenant_prefix"]
+__all__ = ["LakeFile", "checkpoint_path", "file_path", "live_files", "tenant_prefix"]
 
 _LIVE = """
 SELECT coalesce((SELECT w.last_seq FROM lake_watermarks w WHERE w.tenant_id = $1), 0) AS watermark,
@@ -42,6 +42,12 @@ class LakeFile:
 
 def tenant_prefix(tenant_id: uuid.UUID) -> str:
     return f"tenant_id={tenant_id}/"
+
+
+def checkpoint_path(tenant_id: uuid.UUID) -> str:
+    """The tenant's signed checkpoint covering its lake (C2SP tlog-tiles names it ``checkpoint``): not a data
+    file, never listed in the manifest, never collected."""
+    return f"tenant_id={tenant_id}/checkpoint"
 
 
 def file_path(tenant_id: uuid.UUID, day: date, name: str) -> str:

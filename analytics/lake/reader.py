@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from analytics.lake.keys import lake_decryption_properties
-from analytics.lake.schema import COLUMNS, SENSITIVE_COLUMNS
+from analytics.lake.schema import COLUMNS, LAKE_SCHEMA, PROOF_COLUMNS, SENSITIVE_COLUMNS
 
 if TYPE_CHECKING:
     from analytics.lake.manifest import LakeFile
@@ -48,4 +48,14 @@ def open_lake_batches(
             raise ValueError("a lake file of another tenant was passed with this keyring")
         with store.open_input(lake_file.path) as source:
             parquet = pq.ParquetFile(source, decryption_properties=decryption)
-            yield from parquet.iter_batches(batch_size=batch_rows, columns=wanted, use_threads=False)
+            absent = [c for c in wanted if c in PROOF_COLUMNS and c not in parquet.schema_arrow.names]
+            if not absent:
+                yield from parquet.iter_batches(batch_size=batch_rows, columns=wanted, use_threads=False)
+                continue
+            # a file of an older writer: its proof columns read as nulls
+            present = [c for c in wanted if c not in absent]
+            for batch in parquet.iter_batches(batch_size=batch_rows, columns=present, use_threads=False):
+                fields = [batch.schema.field(c) if c in present else LAKE_SCHEMA.field(c) for c in wanted]
+                arrays = [batch.column(c) if c in present else pa.nulls(batch.num_rows, f.type) for c, f in
+                          zip(wanted, fields, strict=True)]  # fmt: skip
+                yield pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields))

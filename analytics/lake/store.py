@@ -125,6 +125,12 @@ class LakeStore:
                 await asyncio.to_thread(staged.unlink, missing_ok=True)
         return sizes
 
+    async def put(self, rel: str, data: bytes) -> None:
+        """Write a small file durably under ``rel`` (replacing it), staged like every other file."""
+        staged = self.staging_path()
+        await asyncio.to_thread(staged.write_bytes, data)
+        await self.commit(staged, rel)
+
     async def delete(self, rels: Iterable[str]) -> None:
         """Delete files (missing ones are fine)."""
         rels = list(rels)

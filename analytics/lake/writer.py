@@ -2,15 +2,22 @@
 
 One run of one tenant, in order (``EXPORT_STEPS`` names the points between them; tests crash there):
 
-1. read the watermark ``w`` and the tenant's committed ``last_seq``; the run covers ``(w, h]`` with
-   ``h = min(last_seq, w + run_rows)``. Every event with ``seq <= last_seq`` is committed (``seq`` is taken
-   under a row lock released at commit), and seqs are dense, so the run must read exactly ``h - w`` rows;
+1. read the watermark ``w``, the tenant's committed ``last_seq`` and its Merkle tree's size ``t`` (if the
+   verifiable log has a tree for the tenant); the run covers ``(w, h]`` with
+   ``h = min(last_seq, t, w + run_rows)``. Every event with ``seq <= last_seq`` is committed (``seq`` is taken
+   under a row lock released at commit), and seqs are dense, so the run must read exactly ``h - w`` rows.
+   Stopping at the tree's size means the lake only ever holds integrated events: retention, which removes
+   only what the lake holds, cannot remove an event before it is a leaf, and the lake ends at a checkpoint;
 2. stream them in ``seq`` order through a server-side cursor, ``batch_rows`` at a time, decrypt each payload
    with the tenant's keyring, and append each UTC day's rows to that day's staging file (column-encrypted,
    ``analytics.lake.keys``); memory holds a few batches whatever the volume;
 3. make each file durable under its deterministic name ``tenant_id=…/date=…/events-<min seq>-<max seq>.parquet``
    (a re-run of the same range rewrites the same names instead of adding files);
 4. in ONE transaction: list the files in the manifest and move the watermark to ``h``.
+
+Each row carries its stored payload ciphertext and its Merkle leaf hash (``schema.PROOF_COLUMNS``, computed
+here with ``db.leaf``), and after the runs the tenant's signed checkpoint at the watermark is written beside
+its files (``manifest.checkpoint_path``), so ``auditlog verify`` can check the tenant's lake folder offline.
 
 A crash before 4 commits leaves unlisted files, invisible to readers and rewritten or garbage-collected
 later; the next run starts again from ``w``. A crash after leaves nothing to redo. A per-tenant advisory lock
@@ -37,8 +44,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from analytics.lake.keys import lake_encryption_properties
-from analytics.lake.manifest import file_path
+from analytics.lake.manifest import checkpoint_path, file_path
 from analytics.lake.schema import LAKE_SCHEMA
+from db.leaf import flat_leaf_hasher
 from db.tenancy import bind_tenant
 
 if TYPE_CHECKING:
@@ -67,12 +75,17 @@ _EPOCH: Final = date(1970, 1, 1)
 
 _STATE = """
 SELECT coalesce((SELECT last_seq FROM lake_watermarks WHERE tenant_id = $1), 0),
-       coalesce((SELECT last_seq FROM tenant_log_seq WHERE tenant_id = $1), 0)
+       coalesce((SELECT last_seq FROM tenant_log_seq WHERE tenant_id = $1), 0),
+       (SELECT size FROM merkle_trees WHERE tenant_id = $1)
+"""
+_CHECKPOINT = """
+SELECT note FROM merkle_checkpoints WHERE tenant_id = $1 AND tree_size <= $2 ORDER BY tree_size DESC LIMIT 1
 """
 _ROWS = """
 SELECT id::text, seq, (extract(epoch FROM "timestamp") * 1000000)::int8,
        (extract(epoch FROM received_at) * 1000000)::int8, action, resource_type, resource_id, user_id,
-       session_id, request_id, severity, host(ip_address), user_agent, message, payload, id
+       session_id, request_id, severity, host(ip_address), user_agent, message, payload, id,
+       substring(inet_send(ip_address) FROM 5)
 FROM audit_logs WHERE tenant_id = $1 AND seq > $2 AND seq <= $3 ORDER BY seq
 """
 _LOCK_WATERMARK = "SELECT coalesce((SELECT last_seq FROM lake_watermarks WHERE tenant_id = $1 FOR UPDATE), 0)"
@@ -148,7 +161,10 @@ def _json_or_none(raw: msgspec.Raw) -> bytes | None:
 
 def records_to_batch(records: Sequence[Sequence[Any]], keyring: TenantKeyring) -> pa.RecordBatch:
     """Rows of ``_ROWS`` → one lake record batch (payloads decrypted; a payload that fails to authenticate
-    raises ``DecryptionError`` and stops the run: the lake never holds a row it could not vouch for)."""
+    raises ``DecryptionError`` and stops the run: the lake never holds a row it could not vouch for), each
+    row with its stored payload and its leaf hash."""
+    leaf = flat_leaf_hasher(keyring.tenant_id)
+    leaves = [leaf((r[1], r[0], *r[2:11], r[16], r[12], r[13], r[14])) for r in records]
     cols = list(zip(*records, strict=True))
     open_payload = keyring.opener("payload")
     metadata: list[bytes | None] = []
@@ -171,6 +187,8 @@ def records_to_batch(records: Sequence[Sequence[Any]], keyring: TenantKeyring) -
         pa.array(cols[3], pa.int64()).cast(LAKE_SCHEMA.field("received_at").type),
         *(pa.array(cols[i], pa.string()) for i in range(4, 14)),
         *(pa.array(values, pa.binary()).cast(pa.string()) for values in (metadata, before, after)),
+        pa.array(cols[14], pa.binary()),
+        pa.array(leaves, pa.binary()),
     ]
     return pa.RecordBatch.from_arrays(arrays, schema=LAKE_SCHEMA)
 
@@ -305,7 +323,7 @@ async def _export_run(
         row = await conn.fetchrow(_STATE, tenant_id)
         keyring = await keyrings.get(conn, tenant_id)
     watermark, last_seq = int(row[0]), int(row[1])
-    high = min(last_seq, watermark + run_rows)
+    high = min(last_seq, watermark + run_rows, last_seq if row[2] is None else int(row[2]))
     if high <= watermark:
         return 0, 0, watermark
     days = DayFiles(store, keyring)
@@ -356,6 +374,20 @@ async def _export_run(
     return read, len(staged), high
 
 
+async def _write_checkpoint(conn: asyncpg.Connection, store: LakeStore, tenant_id: uuid.UUID, watermark: int) -> None:
+    """Put the tenant's latest signed checkpoint within the lake (tree size <= watermark) beside its files. Only
+    a convenience for the offline verifier (it trusts the signature, not the file): a failure is logged and
+    the next export that adds rows writes it again."""
+    async with bind_tenant(conn, tenant_id, readonly=True):
+        note = await conn.fetchval(_CHECKPOINT, tenant_id, watermark)
+    if note is None:
+        return
+    try:
+        await store.put(checkpoint_path(tenant_id), note.encode())
+    except Exception:
+        log.warning("lake export: tenant %s, the checkpoint file could not be written", tenant_id, exc_info=True)
+
+
 async def export_tenant(
     conn: asyncpg.Connection,
     store: LakeStore,
@@ -367,7 +399,8 @@ async def export_tenant(
     run_rows: int = 500_000,
     on_step: StepHook = _noop,
 ) -> ExportResult:
-    """Export everything the tenant committed so far (several runs of at most ``run_rows`` events).
+    """Export everything the tenant committed so far, up to its Merkle tree's size when it has a tree (several
+    runs of at most ``run_rows`` events), then write its checkpoint beside the files.
 
     ``conn`` is a dedicated connection of the API role (it holds the tenant's session-level lake lock).
     ``wait=False`` skips the tenant when another exporter holds its lock.
@@ -386,6 +419,8 @@ async def export_tenant(
             result.watermark = watermark
             if rows == 0:
                 break
+        if result.rows:
+            await _write_checkpoint(conn, store, tenant_id, result.watermark)
     if result.rows:
         log.info("lake export: tenant %s, %d events in %d files, watermark %d", tenant_id, result.rows,
                  result.files, result.watermark)  # fmt: skip

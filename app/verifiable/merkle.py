@@ -12,7 +12,7 @@ list of leaves): only complete subtrees are ever asked for, which is what a tile
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 __all__ = [
     "EMPTY_ROOT",
@@ -108,19 +108,18 @@ def consistency_proof(node: NodeFn, size1: int, size2: int) -> list[bytes]:
     return proof
 
 
-def root_from_leaves(leaf_hashes: Sequence[bytes]) -> bytes:
-    """The root of a tree given all its leaf hashes (what an offline verifier recomputes)."""
-    level = list(leaf_hashes)
-    if not level:
-        return EMPTY_ROOT
-    # Fold complete subtrees left to right (a stack of perfect subtrees, like an append-only log).
+def root_from_leaves(leaf_hashes: Iterable[bytes]) -> bytes:
+    """The root of a tree given all its leaf hashes, in order (what an offline verifier recomputes). Reads
+    them once, keeping only a stack of perfect subtrees (one hash per level), like an append-only log."""
     stack: list[tuple[int, bytes]] = []
-    for h in level:
+    for h in leaf_hashes:
         size, cur = 1, h
         while stack and stack[-1][0] == size:
             cur = hash_children(stack.pop()[1], cur)
             size *= 2
         stack.append((size, cur))
+    if not stack:
+        return EMPTY_ROOT
     root = stack.pop()[1]
     while stack:
         root = hash_children(stack.pop()[1], root)

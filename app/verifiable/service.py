@@ -9,6 +9,7 @@ leaf, and concurrent integrators wait for each other. Proofs read tiles only, ne
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
@@ -21,9 +22,10 @@ from app.verifiable import merkle
 from app.verifiable.keys import CheckpointKeys
 from app.verifiable.note import Checkpoint, format_checkpoint
 from app.verifiable.tiles import TileKey, append_leaves, edge_tiles, node_reader, tiles_needed
+from db.leaf import flat_leaf_hasher
 
 __all__ = [
-    "LEAF_SQL",
+    "FLAT_ROWS_SQL",
     "Integrated",
     "StoredCheckpoint",
     "checkpoint_at",
@@ -39,38 +41,17 @@ log = logging.getLogger(__name__)
 DEFAULT_BATCH = 20_000
 
 
-def _field(expr: str) -> str:
-    """SQL of one field of the leaf encoding (``app.verifiable.leaf``): 0x00, or 0x01 ‖ int4 length ‖ bytes."""
-    present = f"'\\x01'::bytea || int4send(length({expr})) || ({expr})"
-    return f"CASE WHEN ({expr}) IS NULL THEN '\\x00'::bytea ELSE {present} END"
-
-
-def _text(column: str) -> str:
-    return _field(f"convert_to({column}, 'UTF8')")
-
-
-_ENCODING = " || ".join(
-    [
-        "'auditlog-leaf-v1'::bytea",
-        _text("tenant_id::text"),
-        _text("seq::text"),
-        _text("id::text"),
-        _text('((extract(epoch FROM "timestamp") * 1000000)::bigint)::text'),
-        _text("((extract(epoch FROM received_at) * 1000000)::bigint)::text"),
-        *(_text(c) for c in ("action", "resource_type", "resource_id", "user_id", "session_id", "request_id")),
-        _text("severity"),
-        _field("substring(inet_send(ip_address) FROM 5)"),  # the packed address after family, bits, cidr, length
-        _text("user_agent"),
-        _text("message"),
-        _field("payload"),
-    ]
+FLAT_ROWS_SQL = (
+    'SELECT seq, id::text, (extract(epoch FROM "timestamp") * 1000000)::int8,'
+    " (extract(epoch FROM received_at) * 1000000)::int8, action, resource_type, resource_id, user_id, session_id,"
+    " request_id, severity, substring(inet_send(ip_address) FROM 5), user_agent, message, payload"
+    " FROM audit_logs WHERE tenant_id = $1 AND seq > $2 AND seq <= $3 ORDER BY seq"
 )
-LEAF_SQL = (
-    f"SELECT seq, sha256('\\x00'::bytea || {_ENCODING}) FROM audit_logs"
-    " WHERE tenant_id = $1 AND seq > $2 AND seq <= $3 ORDER BY seq"
-)
-"""Each event's leaf hash, computed by PostgreSQL (in C, beside the Python process) with exactly the encoding
-``app.verifiable.leaf.encode_leaf`` defines; the integration tests hold the two equal on every stored field."""
+"""The tenant's events in ``(from, to]`` as ``db.leaf.FLAT_ROW`` rows (``inet_send`` minus its 4-byte header is
+the packed address). PostgreSQL only reads and converts cheaply; Python encodes and hashes each leaf
+(``flat_leaf_hasher``), 4-6x faster than the same encoding in SQL string functions (bench/bench_merkle.py)."""
+FETCH_ROWS = 4096
+"""Rows per fetch inside a round: the next fetch is on its way while this one is hashed."""
 
 
 @dataclass(frozen=True)
@@ -102,6 +83,36 @@ async def load_tiles(conn: asyncpg.Connection, tenant_id: uuid.UUID, keys: Itera
     return {(r[0], r[1]): bytes(r[2]) for r in rows}
 
 
+async def _leaves(conn: asyncpg.Connection, tenant_id: uuid.UUID, size: int, end: int) -> list[bytes]:
+    """The leaf hashes of the events ``seq`` ``size + 1 .. end``, stopping before the first missing one."""
+    leaf = flat_leaf_hasher(tenant_id)
+    leaves: list[bytes] = []
+
+    def fetch(low: int) -> asyncio.Future[list[Any]]:
+        return asyncio.ensure_future(conn.fetch(FLAT_ROWS_SQL, tenant_id, low, min(end, low + FETCH_ROWS)))
+
+    low = size
+    pending: asyncio.Future[list[Any]] | None = fetch(size)
+    try:
+        while pending is not None:
+            rows = await pending
+            low += FETCH_ROWS
+            # PostgreSQL reads the next rows while this process hashes these (a short page: a gap, or the end)
+            pending = fetch(low) if low < end and len(rows) == FETCH_ROWS else None
+            for row in rows:
+                if row[0] != size + len(leaves) + 1:
+                    # seq is assigned under a row lock and committed in order, so a gap does not close by itself:
+                    # an event removed before it was integrated. Never skip a position; say so.
+                    log.warning("tenant %s: event seq %d is missing; its tree waits at size %d", tenant_id,
+                                size + len(leaves) + 1, size + len(leaves))  # fmt: skip
+                    return leaves
+                leaves.append(leaf(row))
+        return leaves
+    finally:
+        if pending is not None:
+            await asyncio.gather(pending, return_exceptions=True)
+
+
 async def integrate(
     conn: asyncpg.Connection,
     tenant_id: uuid.UUID,
@@ -118,16 +129,7 @@ async def integrate(
         merkle.EMPTY_ROOT,
     )
     size = int(await conn.fetchval("SELECT size FROM merkle_trees WHERE tenant_id = $1 FOR UPDATE", tenant_id))
-    rows = await conn.fetch(LEAF_SQL, tenant_id, size, size + batch)
-    leaves: list[bytes] = []
-    for row in rows:
-        if row[0] != size + len(leaves) + 1:
-            # seq is assigned under a row lock and committed in order, so a gap does not close by itself: an
-            # event removed before it was integrated. Never skip a position; say so.
-            log.warning("tenant %s: event seq %d is missing; its tree waits at size %d", tenant_id,
-                        size + len(leaves) + 1, size + len(leaves))  # fmt: skip
-            break
-        leaves.append(bytes(row[1]))
+    leaves = await _leaves(conn, tenant_id, size, size + batch)
     if not leaves:
         root = await conn.fetchval("SELECT root_hash FROM merkle_trees WHERE tenant_id = $1", tenant_id)
         return Integrated(size, size, bytes(root))

@@ -9,6 +9,7 @@ complete subtree's hash is the root of at most 128 hashes of one tile, so a proo
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable
 from typing import TypeVar
 
@@ -85,26 +86,44 @@ def edge_tiles(size: int) -> set[TileKey]:
     return keys
 
 
+def _perfect_root(data: bytes) -> bytes:
+    """The root of a full tile's 256 hashes (a perfect tree), folded level by level."""
+    sha256 = hashlib.sha256
+    level = [data[i : i + HASH_SIZE] for i in range(0, len(data), HASH_SIZE)]
+    while len(level) > 1:
+        level = [sha256(b"\x01" + level[i] + level[i + 1]).digest() for i in range(0, len(level), 2)]
+    return level[0]
+
+
 def append_leaves(tiles: dict[TileKey, bytes], size: int, leaf_hashes: Iterable[bytes]) -> tuple[int, set[TileKey]]:
     """Append leaf hashes to a tree of ``size`` leaves whose :func:`edge_tiles` are in ``tiles``.
 
-    Returns the new size and the tiles written (new or grown).
+    Returns the new size and the tiles written (new or grown). Works a level at a time: the new hashes of a
+    level fill its edge tile and new tiles in slices; each tile that becomes full adds its root to the next
+    level's new hashes.
     """
+    new = list(leaf_hashes)
+    if any(len(leaf) != HASH_SIZE for leaf in new):
+        raise ValueError("a leaf hash is 32 bytes")
+    appended = len(new)
     changed: set[TileKey] = set()
-    for leaf in leaf_hashes:
-        if len(leaf) != HASH_SIZE:
-            raise ValueError("a leaf hash is 32 bytes")
-        level, index, value = 0, size, leaf
-        while True:
+    level, start = 0, size  # start: the level's hash index of new[0]
+    while new:
+        completed: list[bytes] = []
+        done = 0
+        while done < len(new):
+            index = start + done
             key = (level, index // TILE_WIDTH)
-            data = tiles.get(key, b"") + value
-            if len(data) != (index % TILE_WIDTH + 1) * HASH_SIZE:
+            offset = index % TILE_WIDTH
+            data = tiles.get(key, b"")
+            if len(data) != offset * HASH_SIZE:
                 raise ValueError(f"tile {key} is not the edge of a tree of {size} leaves")
+            take = min(TILE_WIDTH - offset, len(new) - done)
+            data += b"".join(new[done : done + take])
             tiles[key] = data
             changed.add(key)
-            if len(data) < TILE_WIDTH * HASH_SIZE:
-                break
-            value = root_from_leaves([data[i : i + HASH_SIZE] for i in range(0, len(data), HASH_SIZE)])
-            level, index = level + 1, index // TILE_WIDTH
-        size += 1
-    return size, changed
+            if len(data) == TILE_WIDTH * HASH_SIZE:
+                completed.append(_perfect_root(data))
+            done += take
+        level, start, new = level + 1, start // TILE_WIDTH, completed
+    return size + appended, changed

@@ -5,7 +5,7 @@ line ``{"checkpoint": ...}``. The verifier
 
 1. opens the checkpoint with the given key(s) (C2SP signed note, Ed25519) and reads origin, size and root;
 2. requires one line per leaf, ``leaf_index`` 0..size-1 in order (a deleted, inserted or moved line fails);
-3. recomputes each event's leaf from the event itself (``app.verifiable.leaf``: its clear fields and the
+3. recomputes each event's leaf from the event itself (``db.leaf``: its clear fields and the
    stored payload ciphertext in ``proof.payload``) and requires it to equal ``proof.leaf_hash`` and to lead,
    through ``proof.hashes``, to the checkpoint's root (RFC 6962 inclusion);
 4. requires every event to belong to the checkpoint's tenant (origin ``<name>/<tenant id>``);
@@ -29,8 +29,8 @@ from datetime import datetime
 from typing import Any
 
 from app.verifiable import merkle
-from app.verifiable.leaf import LeafFields, leaf_hash
 from app.verifiable.note import Checkpoint, NoteError, NoteVerifier, open_checkpoint
+from db.leaf import LeafFields, leaf_hash
 
 __all__ = ["Report", "parse_verifier_keys", "verify_export"]
 

@@ -17,10 +17,10 @@ from app.cli import main as cli_main
 from app.verifiable import merkle
 from app.verifiable.integrator import integrate_tenant
 from app.verifiable.keys import checkpoint_keys
-from app.verifiable.leaf import LeafFields, leaf_hash
 from app.verifiable.note import NoteError, NoteSigner, generate_signer_key, open_checkpoint
 from app.verifiable.service import integrate
 from app.verifiable.verify import parse_verifier_keys, verify_export
+from db.leaf import LeafFields, leaf_hash
 from tests.conftest import ApiClient, Database, TenantFixture, make_tenant
 
 pytestmark = pytest.mark.timeout(180)

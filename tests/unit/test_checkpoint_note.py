@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import base64
+import random
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
-from app.verifiable.leaf import LeafFields, encode_leaf, leaf_hash, micros
 from app.verifiable.note import (
     Checkpoint,
     NoteError,
@@ -19,6 +19,7 @@ from app.verifiable.note import (
     generate_signer_key,
     open_checkpoint,
 )
+from db.leaf import LeafFields, encode_leaf, flat_leaf_hasher, leaf_hash, micros, packed_ip
 
 ROOT = bytes(range(32))
 
@@ -79,6 +80,35 @@ def test_leaf_encoding_is_exact_and_every_field_counts() -> None:
         assert leaf_hash(_fields(**{name: value})) != leaf_hash(_fields()), name
 
 
+def test_the_flat_fast_path_hashes_exactly_like_the_reference_encoding() -> None:
+    """``flat_leaf_hasher`` (integrator, lake export, lake verifier) == ``leaf_hash`` (the readable reference),
+    over nulls, IPv4 and IPv6, non-ASCII text, times before 1970 and values longer than its length table."""
+    rng = random.Random(7)
+    variants = [
+        {},
+        {
+            "resource_id": "r-é",
+            "user_id": None,
+            "session_id": "s",
+            "request_id": "q",
+            "user_agent": "ua ✓",
+            "message": "",
+        },
+        {"ip_address": "2001:db8::7", "payload": None},
+        {"ip_address": None, "payload": bytes(rng.randrange(256) for _ in range(5000)), "message": "m" * 4097},
+        {"timestamp": datetime(1969, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC), "seq": 10**12},
+        {"ip_address": "::ffff:10.0.0.1", "action": "x" * 4095, "resource_type": "y" * 4096},
+    ]
+    for changes in variants:
+        f = _fields(**changes)
+        flat = (
+            f.seq, str(f.id), micros(f.timestamp), micros(f.received_at), f.action, f.resource_type, f.resource_id,
+            f.user_id, f.session_id, f.request_id, f.severity, None if f.ip_address is None else packed_ip(f.ip_address),
+            f.user_agent, f.message, f.payload,
+        )  # fmt: skip
+        assert flat_leaf_hasher(f.tenant_id)(flat) == leaf_hash(f), changes
+
+
 def test_settings_keys_newest_first_and_no_key_disables_integration(tmp_path: Path) -> None:
     from app.settings import Environment, Settings
     from app.verifiable.integrator import VerifiableLogPlugin, verifiable_log_plugin
@@ -91,8 +121,14 @@ def test_settings_keys_newest_first_and_no_key_disables_integration(tmp_path: Pa
     assert keys.published().splitlines() == [NoteSigner.parse(k).verifier.text() for k in (new, old)]
     assert keys.origin(uuid.UUID(int=5)) == f"auditlog.example/{uuid.UUID(int=5)}"
     assert isinstance(verifiable_log_plugin(settings), VerifiableLogPlugin)
-    unset = Settings(env=Environment.production, data_dir=tmp_path, database_url="postgresql://x/y",
-                     master_key="k", jwt_signing_keys="a:" + "b" * 40, operator_password="p")  # fmt: skip
+    production = {"env": Environment.production, "data_dir": tmp_path, "database_url": "postgresql://x/y",
+                  "master_key": "k", "jwt_signing_keys": "a:" + "b" * 40, "operator_password": "p"}  # fmt: skip
+    with pytest.raises(ValueError, match="production requires AUDIT_CHECKPOINT_SIGNING_KEYS"):
+        Settings(**production)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="AUDIT_CHECKPOINT_SIGNING_KEYS: signer key hash does not match"):
+        Settings(**production, checkpoint_signing_keys=new[:-3] + "AAA")  # type: ignore[arg-type]
+    assert isinstance(verifiable_log_plugin(Settings(**production, checkpoint_signing_keys=new)), VerifiableLogPlugin)  # type: ignore[arg-type]
+    unset = Settings(env=Environment.test, data_dir=tmp_path)  # tests only: no key, no integration
     assert not isinstance(verifiable_log_plugin(unset), VerifiableLogPlugin)
     dev = Settings(env=Environment.development, data_dir=tmp_path / "dev").ensure_dev_secrets()
     assert checkpoint_keys(dev).signer.name == "auditlog.example"  # generated once into secrets.json
