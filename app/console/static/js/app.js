@@ -51,7 +51,7 @@ function renderChrome(active) {
   }
   who.append(
     h("span", { "data-testid": "who" }, `${session.who.username || "?"} @ ${session.who.tenant || session.claims.tid}`),
-    h("span", { class: "sev", "data-testid": "role", style: null }, `(${role})`),
+    h("span", { class: "role", "data-testid": "role" }, `(${role})`),
     h("button", { type: "button", onclick: () => api.signOut().finally(() => { location.hash = "#/tail"; render(); }) }, "Sign out"));
 }
 

@@ -7,7 +7,7 @@ import { h, s } from "./dom.js";
 const PAD = { left: 48, right: 12, top: 12, bottom: 36 };
 
 function niceMax(value) {
-  if (value <= 0) return 1;
+  if (value <= 5) return 5; // five grid steps of whole numbers
   const magnitude = 10 ** Math.floor(Math.log10(value));
   for (const step of [1, 2, 2.5, 5, 10]) {
     if (value <= step * magnitude) return step * magnitude;
@@ -26,7 +26,7 @@ function bucketLabel(iso, interval) {
  * Stacked columns: buckets [{bucket}], series {SEVERITY: [counts aligned with buckets]}.
  */
 export function stackedColumns({ buckets, series, interval, keys, label }) {
-  const width = 760;
+  const width = 1200;
   const height = 260;
   const plotW = width - PAD.left - PAD.right;
   const plotH = height - PAD.top - PAD.bottom;
@@ -40,10 +40,10 @@ export function stackedColumns({ buckets, series, interval, keys, label }) {
     "aria-label": `${label}: ${grand} events in ${buckets.length} ${interval} buckets`,
     "data-total": grand,
   });
-  for (let i = 0; i <= 4; i += 1) {
-    const y = PAD.top + plotH - (plotH * i) / 4;
+  for (let i = 0; i <= 5; i += 1) {
+    const y = PAD.top + plotH - (plotH * i) / 5;
     chart.append(s("line", { x1: PAD.left, x2: width - PAD.right, y1: y, y2: y, stroke: "#d5dae1" }));
-    chart.append(s("text", { x: PAD.left - 6, y: y + 4, "text-anchor": "end" }, String(Math.round((max * i) / 4))));
+    chart.append(s("text", { x: PAD.left - 6, y: y + 4, "text-anchor": "end" }, String(Math.round((max * i) / 5))));
   }
   const every = Math.ceil(buckets.length / 12);
   buckets.forEach((point, i) => {
@@ -72,7 +72,7 @@ export function topBars({ counts, label, limit = 10 }) {
   const entries = Object.entries(counts || {}).sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0])).slice(0, limit);
   const rowH = 24;
   const width = 480;
-  const labelW = 170;
+  const labelW = 190;
   const height = Math.max(rowH, entries.length * rowH) + 8;
   const max = Math.max(1, ...entries.map(([, n]) => n));
   const chart = s("svg", {
@@ -82,7 +82,7 @@ export function topBars({ counts, label, limit = 10 }) {
   entries.forEach(([name, n], i) => {
     const y = 4 + i * rowH;
     const barW = ((width - labelW - 60) * n) / max;
-    const shown = name.length > 26 ? `${name.slice(0, 25)}…` : name;
+    const shown = name.length > 22 ? `${name.slice(0, 21)}…` : name;
     chart.append(s("text", { x: labelW - 6, y: y + 15, "text-anchor": "end" }, s("title", {}, name), shown || "(none)"));
     chart.append(s("rect", { x: labelW, y: y + 3, width: Math.max(1, barW), height: rowH - 8, class: "bar-top", "data-name": name, "data-count": n },
       s("title", {}, `${name}: ${n}`)));

@@ -50,7 +50,7 @@ export function mount(main) {
       status.textContent = `${stats.total} events from ${new Date(stats.start_time).toLocaleString()} to ${new Date(stats.end_time).toLocaleString()}`;
       Object.assign(status.dataset, { total: String(stats.total), start: stats.start_time, end: stats.end_time });
       charts.replaceChildren(
-        h("section", { class: "card", "aria-labelledby": "c-time", "data-testid": "chart-time" },
+        h("section", { class: "card wide", "aria-labelledby": "c-time", "data-testid": "chart-time" },
           h("h2", { id: "c-time" }, "Events over time by severity"),
           stackedColumns({ buckets: stats.series, series: stats.series_by_severity || {}, interval: stats.interval, keys: SEVERITIES, label: "Events over time by severity" })),
         h("section", { class: "card", "aria-labelledby": "c-actions", "data-testid": "chart-actions" },
