@@ -1,0 +1,272 @@
+"""Exact counts of a tenant's events in a time window from the lake's hourly rollups plus PostgreSQL, without
+scanning the window's rows: what ``GET /logs/stats`` answers from whenever its filters allow.
+
+The window ``[start, end]`` (both inclusive, to the microsecond) is cut into whole UTC hours and at most two
+partial hours at its edges. Every event is counted once, from exactly one of:
+
+- the lake's events (``seq`` up to the watermark) in the whole hours: ``lake_rollups``
+  (``analytics.lake.rollups``), whose dimensions are exactly the filters allowed here;
+- the hot tail (``seq`` above the watermark), anywhere in the window: ``audit_logs``, grouped by PostgreSQL;
+- the lake's events in the partial hours: ``audit_logs`` as well when PostgreSQL still holds every lake event of
+  that hour (its count of the hour's events with ``seq`` up to the watermark equals the rollup's count of the
+  hour: PostgreSQL's are a subset of the lake's, so equal counts mean the same events); otherwise (retention or
+  cleanup removed some) the lake files of that day, read with pyarrow.
+
+The watermark, the rollups and every ``audit_logs`` read share one ``REPEATABLE READ`` snapshot, so an export
+that commits meanwhile moves nothing between the parts. Buckets are UTC hours or days, like the engine's.
+
+:func:`count_window` returns ``None`` when it cannot answer exactly - the filters use a field the rollups do not
+keep (user, resource id, session, request, address, ``q``, positions, ...) or the lake's rollups are not complete
+yet (a lake written before they existed, until the exporter backfills it) - and the caller scans instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Final
+
+import msgspec
+import pyarrow as pa
+
+from analytics.filters import lake_expression
+from analytics.lake_seam import lake_module
+from analytics.tail import snapshot
+from db.event_filters import Binder, LogFilters, filter_predicate
+
+if TYPE_CHECKING:
+    import asyncpg
+
+__all__ = ["WindowCounts", "answerable", "count_window"]
+
+_HOUR: Final = timedelta(hours=1)
+_MICRO: Final = timedelta(microseconds=1)
+_DIMENSIONS: Final = ("action", "severity", "resource_type")
+_ROLLUP_FILTERS: Final = {
+    "start_time": None,
+    "end_time": None,
+    "action": (),
+    "resource_type": (),
+    "severity": (),
+    "exclude_action": (),
+    "exclude_resource_type": (),
+    "include_system": False,
+}
+_NO_FILTERS: Final = LogFilters()
+# GROUPING(bucket, action, severity, resource_type): a bit is set for each column NOT grouped by.
+_SETS: Final = {0b1111: "total", 0b1011: "action", 0b1101: "severity", 0b1110: "resource_type", 0b0111: "bucket",
+                0b0101: "severity_bucket"}  # fmt: skip
+_STATE: Final = """
+SELECT coalesce(max(last_seq), 0) AS watermark, coalesce(max(rollup_from), 0) AS rollup_from
+FROM lake_watermarks WHERE tenant_id = $1
+"""
+_ROLLUPS_EXIST: Final = "SELECT to_regclass('lake_rollups') IS NOT NULL"
+_rollups_exist = False
+"""Set once a database with ``lake_rollups`` was seen (a database migrated before they existed scans)."""
+
+
+@dataclass(slots=True)
+class WindowCounts:
+    """The counts of a window: ``series`` and ``series_by_severity`` hold only the buckets that have events."""
+
+    total: int = 0
+    by_action: Counter[str] = field(default_factory=Counter)
+    by_severity: Counter[str] = field(default_factory=Counter)
+    by_resource_type: Counter[str] = field(default_factory=Counter)
+    series: Counter[datetime] = field(default_factory=Counter)
+    series_by_severity: dict[str, Counter[datetime]] = field(default_factory=dict)
+    edges_from_lake: int = 0
+    """How many partial hours were counted from lake files (PostgreSQL no longer held all their events)."""
+
+    def add(self, bucket: datetime, action: str, severity: str, resource_type: str, n: int) -> None:
+        self.total += n
+        self.by_action[action] += n
+        self.by_severity[severity] += n
+        self.by_resource_type[resource_type] += n
+        self.series[bucket] += n
+        self.series_by_severity.setdefault(severity, Counter())[bucket] += n
+
+
+def answerable(filters: LogFilters) -> bool:
+    """Whether the rollups hold every field ``filters`` restricts (time, action, severity, resource type)."""
+    return msgspec.structs.replace(filters, **_ROLLUP_FILTERS) == _NO_FILTERS
+
+
+@dataclass(frozen=True, slots=True)
+class _Window:
+    """``[start, end)`` (``end`` exclusive) cut into whole hours ``[h0, h1)`` and partial ``edges``."""
+
+    start: datetime
+    end: datetime
+    h0: datetime | None
+    h1: datetime | None
+    edges: tuple[tuple[datetime, datetime], ...]
+
+    @classmethod
+    def of(cls, start: datetime, end_inclusive: datetime) -> _Window:
+        start, end = start.astimezone(UTC), end_inclusive.astimezone(UTC) + _MICRO
+        floor = start.replace(minute=0, second=0, microsecond=0)
+        h0 = floor if floor == start else floor + _HOUR
+        h1 = end.replace(minute=0, second=0, microsecond=0)
+        if h0 > h1:  # the window lies inside one hour
+            return cls(start, end, None, None, ((start, end),))
+        edges = tuple(e for e in ((start, h0), (h1, end)) if e[0] < e[1])
+        return cls(start, end, h0, h1, edges) if h0 < h1 else cls(start, end, None, None, edges)
+
+
+def _naive(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(tzinfo=None)
+
+
+def _rollup_part(tenant_id: uuid.UUID, filters: LogFilters, window: _Window, unit: str, bind: Binder) -> str:
+    """The lake's events in the whole hours, from the rollups (filtered by their dimensions)."""
+    assert window.h0 is not None and window.h1 is not None
+    last_hour = window.h1 - _HOUR
+    first, last = bind(window.h0.date()), bind(last_hour.date())
+    dims = filter_predicate(tenant_id, msgspec.structs.replace(filters, start_time=None, end_time=None), bind)
+    where = f"{dims} AND day BETWEEN {first} AND {last}"
+    if unit == "hour":
+        return (
+            "SELECT r.day + (h.k - 1) * interval '1 hour', action, severity, resource_type, h.n "
+            f"FROM lake_rollups r CROSS JOIN LATERAL unnest(r.hours) WITH ORDINALITY AS h(n, k) WHERE {where} "
+            f"AND h.n > 0 AND r.day + (h.k - 1) * interval '1 hour' >= {bind(_naive(window.h0))} "
+            f"AND r.day + (h.k - 1) * interval '1 hour' < {bind(_naive(window.h1))}"
+        )
+    a, b = bind(window.h0.hour + 1), bind(last_hour.hour + 1)  # 1-based hour slices of the first and last day
+
+    def hours(lo: str, hi: str) -> str:
+        return f"(SELECT coalesce(sum(x), 0) FROM unnest(hours[{lo}:{hi}]) AS x)::int8"
+
+    n = (
+        f"CASE WHEN day = {first} AND day = {last} THEN {hours(a, b)} WHEN day = {first} THEN {hours(a, '24')} "
+        f"WHEN day = {last} THEN {hours('1', b)} ELSE events END"
+    )
+    return f"SELECT day::timestamp, action, severity, resource_type, {n} FROM lake_rollups WHERE {where}"
+
+
+def _rows_part(
+    tenant_id: uuid.UUID, filters: LogFilters, lo: datetime, hi: datetime, seq: str, unit: str, bind: Binder
+) -> str:
+    """Events of ``audit_logs`` in ``[lo, hi)`` matching ``filters`` whose ``seq`` satisfies ``seq``."""
+    window = msgspec.structs.replace(filters, start_time=lo, end_time=hi - _MICRO)
+    where = filter_predicate(tenant_id, window, bind)
+    return (
+        f"""SELECT date_trunc('{unit}', "timestamp" AT TIME ZONE 'UTC'), action, severity, resource_type, 1::int8 """
+        f"FROM audit_logs WHERE {where} AND seq {seq}"
+    )
+
+
+async def _edges_in_postgres(
+    pg: asyncpg.Connection, tenant_id: uuid.UUID, edges: tuple[tuple[datetime, datetime], ...], watermark: int
+) -> list[bool]:
+    """For each edge: does PostgreSQL still hold every lake event of its hour (see the module docstring)?"""
+    checks, bind = [], Binder()
+    t, wm = bind(tenant_id), bind(watermark)
+    for lo, _ in edges:
+        hour = lo.replace(minute=0, second=0, microsecond=0)
+        checks.append(
+            f"(SELECT coalesce(sum(hours[{bind(hour.hour + 1)}]), 0) FROM lake_rollups "
+            f"WHERE tenant_id = {t} AND day = {bind(hour.date())})::int8 = "
+            f'(SELECT count(*) FROM audit_logs WHERE tenant_id = {t} AND "timestamp" >= {bind(hour)} '
+            f'AND "timestamp" < {bind(hour + _HOUR)} AND seq <= {wm})'
+        )
+    row = await pg.fetchrow(f"SELECT {', '.join(checks)}", *bind.args)
+    return [bool(v) for v in row]
+
+
+def _lake_edge(
+    store: Any, files: list[Any], filters: LogFilters, lo: datetime, hi: datetime
+) -> Counter[tuple[str, ...]]:
+    """The lake's events in ``[lo, hi)`` matching ``filters``, counted per (action, severity, resource_type)
+    from the files of that UTC day (the writer files each event under the UTC date of its timestamp)."""
+    lake = lake_module()
+    assert lake is not None
+    day = lo.astimezone(UTC).date()
+    expression = lake_expression(msgspec.structs.replace(filters, start_time=lo, end_time=hi - _MICRO))
+    counts: Counter[tuple[str, ...]] = Counter()
+    columns = ["timestamp", *_DIMENSIONS]
+    for batch in lake.open_lake_batches(store, [f for f in files if f.date == day], None, columns):
+        table = pa.Table.from_batches([batch])
+        if expression is not None:
+            table = table.filter(expression)
+        if not table.num_rows:
+            continue
+        grouped = table.group_by(list(_DIMENSIONS), use_threads=False).aggregate([([], "count_all")])
+        for *key, n in zip(*(grouped.column(c).to_pylist() for c in (*_DIMENSIONS, "count_all")), strict=True):
+            counts[tuple(key)] += n
+    return counts
+
+
+def _bucket(moment: datetime, unit: str) -> datetime:
+    moment = moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    return moment.replace(hour=0) if unit == "day" else moment
+
+
+async def count_window(
+    pg: asyncpg.Connection, tenant_id: uuid.UUID, filters: LogFilters, interval: str, store: Any = None
+) -> WindowCounts | None:
+    """The counts of ``tenant_id``'s events matching ``filters`` (both time bounds set) by ``interval`` buckets,
+    or ``None`` when they cannot be answered from the rollups (see the module docstring). ``pg``: a connection
+    of the API role, not in a transaction."""
+    if filters.start_time is None or filters.end_time is None:
+        raise ValueError("a window needs both time bounds")
+    if interval not in ("hour", "day") or not answerable(filters):
+        return None
+    window = _Window.of(filters.start_time, filters.end_time)
+    global _rollups_exist
+    if not _rollups_exist:
+        _rollups_exist = bool(await pg.fetchval(_ROLLUPS_EXIST))
+        if not _rollups_exist:
+            return None
+    out = WindowCounts()
+    async with snapshot(pg, tenant_id):
+        state = await pg.fetchrow(_STATE, tenant_id)
+        watermark, rollup_from = int(state["watermark"]), int(state["rollup_from"])
+        if rollup_from > 0:
+            return None
+        bind = Binder()
+        parts = [_rows_part(tenant_id, filters, window.start, window.end, f"> {bind(watermark)}", interval, bind)]
+        from_lake: list[tuple[datetime, datetime]] = []
+        if watermark > 0:
+            if window.h0 is not None:
+                parts.append(_rollup_part(tenant_id, filters, window, interval, bind))
+            held = await _edges_in_postgres(pg, tenant_id, window.edges, watermark) if window.edges else []
+            for (lo, hi), in_postgres in zip(window.edges, held, strict=True):
+                if in_postgres:
+                    parts.append(_rows_part(tenant_id, filters, lo, hi, f"<= {bind(watermark)}", interval, bind))
+                else:
+                    from_lake.append((lo, hi))
+        union = "\nUNION ALL\n".join(parts)
+        rows = await pg.fetch(
+            f"WITH parts (bucket, action, severity, resource_type, n) AS ({union})\n"
+            "SELECT bucket, action, severity, resource_type, GROUPING(bucket, action, severity, resource_type) AS g,"
+            " sum(n)::int8 AS n FROM parts GROUP BY GROUPING SETS "
+            "((), (action), (severity), (resource_type), (bucket), (severity, bucket))",
+            *bind.args,
+        )
+        files: list[Any] = []
+        if from_lake:
+            lake = lake_module()
+            if lake is None or store is None:
+                return None
+            _, files = await lake.live_files(pg, tenant_id)
+    for row in rows:
+        kind, n = _SETS[row["g"]], int(row["n"] or 0)
+        if kind == "total":
+            out.total += n
+        elif kind == "bucket":
+            out.series[row["bucket"].replace(tzinfo=UTC)] += n
+        elif kind == "severity_bucket":
+            out.series_by_severity.setdefault(row["severity"], Counter())[row["bucket"].replace(tzinfo=UTC)] += n
+        else:
+            getattr(out, f"by_{kind}")[row[kind]] += n
+    out.edges_from_lake = len(from_lake)
+    for lo, hi in from_lake:
+        counts = await asyncio.to_thread(_lake_edge, store, files, filters, lo, hi)
+        bucket = _bucket(lo, interval)
+        for (action, severity, resource_type), n in counts.items():
+            out.add(bucket, action, severity, resource_type, n)
+    return out
