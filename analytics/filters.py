@@ -55,6 +55,10 @@ def filter_columns(filters: LogFilters) -> set[str]:
     cols = {"resource_type"} if excludes_service_events(filters) else set()
     if filters.start_time is not None or filters.end_time is not None:
         cols.add("timestamp")
+    if filters.received_from is not None or filters.received_before is not None:
+        cols.add("received_at")
+    if filters.seq_after is not None or filters.seq_through is not None:
+        cols.add("seq")
     for name in _EXACT:
         if values(filters, name) or values(filters, f"exclude_{name}"):
             cols.add(name)
@@ -89,6 +93,14 @@ def lake_expression(filters: LogFilters) -> ds.Expression | None:
         parts.append(pc.field("timestamp") >= _ts(filters.start_time))
     if filters.end_time is not None:
         parts.append(pc.field("timestamp") <= _ts(filters.end_time))
+    if filters.received_from is not None:
+        parts.append(pc.field("received_at") >= _ts(filters.received_from))
+    if filters.received_before is not None:
+        parts.append(pc.field("received_at") < _ts(filters.received_before))
+    if filters.seq_after is not None:
+        parts.append(pc.field("seq") > pa.scalar(filters.seq_after, pa.int64()))
+    if filters.seq_through is not None:
+        parts.append(pc.field("seq") <= pa.scalar(filters.seq_through, pa.int64()))
     for name in _EXACT:
         wanted = values(filters, name)
         if wanted:

@@ -54,6 +54,13 @@ async def read_lake_snapshot(db: Any, tenant_id: uuid.UUID, store: Any = None) -
 
 
 def _in_window(file: Any, filters: LogFilters) -> bool:
+    """Whether ``file`` may hold matching rows: its ``date`` partition against the time filters, its ``seq``
+    range against the position bounds."""
+    min_seq, max_seq = getattr(file, "min_seq", None), getattr(file, "max_seq", None)
+    if filters.seq_after is not None and max_seq is not None and max_seq <= filters.seq_after:
+        return False
+    if filters.seq_through is not None and min_seq is not None and min_seq > filters.seq_through:
+        return False
     lo, hi = lake_dates(filters)
     day = getattr(file, "date", None)
     if day is None:

@@ -15,6 +15,7 @@ def route_handlers() -> list[Any]:
     from app.auth_routes.controller import AuthController
     from app.chat.controller import ChatController
     from app.console.routes import console, root_redirect
+    from app.export_schedules.controller import ExportScheduleController
     from app.exports.controller import export_logs
     from app.exports.jobs_controller import ExportJobController
     from app.logs.ingest_controller import LogIngestController
@@ -56,6 +57,7 @@ def route_handlers() -> list[Any]:
         RetentionController,
         UserController,
         ExportJobController,
+        ExportScheduleController,
         logs,
         logs_stream,
         AlertController,

@@ -59,6 +59,13 @@ class Settings(BaseSettings):
     """First retry delay of a failed alert delivery; it doubles on each retry (at most 5 minutes)."""
     alert_sweep_seconds: float = Field(default=5.0, gt=0)
     """How often the worker re-evaluates every tenant's alert rules besides the commit notifications."""
+    export_schedule_tick_seconds: float = Field(default=30.0, gt=0, le=3600)
+    """How often the worker looks for scheduled-export windows to deliver (and retries that are due)."""
+    export_schedule_close_lag_seconds: float = Field(default=60.0, ge=0, le=3600)
+    """How long after a window's end it may close: a bound on the time from an event's ``received_at`` to its
+    transaction starting, and on the clock skew between API and worker hosts (``app.export_schedules.windows``)."""
+    export_schedule_retry_delay_seconds: float = Field(default=30.0, gt=0)
+    """First retry delay of a failed scheduled-export window; it doubles on each retry (at most an hour)."""
     stream_buffer_events: int = Field(default=1000, ge=1, le=1_000_000)
     """Events a live-stream subscriber may fall behind before it is cut (with the position to resume from)."""
     stream_ping_seconds: float = Field(default=20.0, gt=0)

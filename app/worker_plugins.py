@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from app.alerts.evaluator import alerts_plugin
 from app.audit_trail.jobs_plugin import service_events_plugin
+from app.export_schedules.scheduler import export_schedules_plugin
 from app.exports.job import ExportJobsPlugin
 from app.retention.plugin import retention_plugin
 from app.settings import Settings
@@ -31,4 +32,5 @@ def worker_plugins(settings: Settings, host: Any = None) -> list[WorkerPlugin]:
         retention_plugin(settings, host),
         verifiable_log_plugin(settings),
         ExportJobsPlugin(),
+        export_schedules_plugin(settings, host),
     ]

@@ -108,6 +108,16 @@ class LogFilters(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     exclude_resource_type: tuple[str, ...] = ()
     include_system: bool = False
     """Also the service's own events (read records, ``auditlog.*``); see :func:`excludes_service_events`."""
+    received_from: datetime | None = None
+    """Only events received at or after this time (``received_at >=``). Not a ``GET /logs`` parameter: set by
+    the scheduled exports for their window (``app.export_schedules``)."""
+    received_before: datetime | None = None
+    """Only events received before this time (``received_at <``, the window's open end)."""
+    seq_after: int | None = None
+    """Only events at log positions above this one (``seq >``): a bound the caller knows holds for every wanted
+    event, so a source can skip the rest (the hot tail's ``seq`` index, lake files by their ``seq`` range)."""
+    seq_through: int | None = None
+    """Only events at log positions up to this one (``seq <=``)."""
 
     def fingerprint(self) -> bytes:
         """Canonical bytes of the filter set (what a cursor is bound to). A single ``user_id``, ``action`` or
@@ -155,6 +165,14 @@ def where_clauses(
         clauses.append(f'"timestamp" >= {bind(filters.start_time)}')
     if filters.end_time is not None:
         clauses.append(f'"timestamp" <= {bind(filters.end_time)}')
+    if filters.received_from is not None:
+        clauses.append(f"received_at >= {bind(filters.received_from)}")
+    if filters.received_before is not None:
+        clauses.append(f"received_at < {bind(filters.received_before)}")
+    if filters.seq_after is not None:
+        clauses.append(f"seq > {bind(filters.seq_after)}")
+    if filters.seq_through is not None:
+        clauses.append(f"seq <= {bind(filters.seq_through)}")
     for column in MULTI_VALUED:
         values: tuple[str, ...] = getattr(filters, column)
         if column in branched or not values:

@@ -33,6 +33,8 @@ SEED = 20261130
 EXAMPLES = 2
 
 _EVENT_RULES = {"timestamp", "resource_type"}  # 2000-01-01 .. now + 5 min; the service's reserved types
+_SCHEDULE_RULES = {"destination.url", "destination.endpoint_url", "destination.headers", "start_at",
+                   "filters.start_time", "filters.ip_address"}  # fmt: skip
 BEYOND_SCHEMA: dict[str, set[str]] = {
     "POST /api/v1/logs": _EVENT_RULES,
     "POST /api/v1/logs/bulk": _EVENT_RULES,
@@ -41,6 +43,10 @@ BEYOND_SCHEMA: dict[str, set[str]] = {
     "POST /api/v1/alerts": {"webhook_url"},  # must not resolve to a private, loopback or metadata address
     "PATCH /api/v1/alerts/{alert_id}": {"webhook_url"},
     "DELETE /api/v1/logs/cleanup": {"before"},  # not in the future
+    # destinations must not resolve to private, loopback or metadata addresses nor set the service's own headers;
+    # start_at within a year of now; filters: start_time <= end_time, a well-formed IP address
+    "POST /api/v1/export-schedules": _SCHEDULE_RULES,
+    "PATCH /api/v1/export-schedules/{schedule_id}": _SCHEDULE_RULES,
     "GET /api/v1/checkpoints/consistency": {"from", "to"},  # from <= to <= the tenant's integrated tree size
     "GET /api/v1/logs/{event_id}/proof": {"tree_size"},  # must include the event (greater than its leaf index)
 }
