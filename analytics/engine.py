@@ -100,7 +100,7 @@ class TenantEvents:
         self.filters = filters
         self.columns = columns
         self.schema = project(columns)
-        self.tail = TailQuery(tenant_id, filters, lake.watermark, columns)
+        self.tail = TailQuery(tenant_id, filters, lake.watermark, columns, keyring)
         self._lock = asyncio.Lock()  # asyncpg runs one operation at a time per connection
 
     def __arrow_c_stream__(self, requested_schema: Any = None) -> Any:

@@ -7,10 +7,10 @@ exports) answers for exactly the rows ``GET /logs`` would list with those filter
 Service events (``app.audit_trail.service_events``: read records and ``auditlog.*`` administration) are
 left out unless ``include_system`` is set or a ``resource_type`` filter names one (API.md).
 
-``q`` on the hot tail is PostgreSQL's full-text search (exactly ``GET /logs``); on lake rows it is matched
-by the same rules over the message and the metadata text: each word or ``"quoted phrase"`` must appear as
-whole words, case-insensitively; ``or`` between terms makes either suffice; ``-word`` excludes. Unlike
-PostgreSQL's ``simple`` configuration this also matches metadata *keys*.
+``q`` on the hot tail is the blind-index search of ``GET /logs`` (``db.blind_index``); on lake rows (decrypted)
+it is the same query (``parse_q``: the same terms, ``or`` groups and exclusions) over the same words: a term
+matches when the message holds its words as a phrase, or the metadata *values* hold each of its words (keys
+are stripped from the JSON text first), whole words, case-insensitively.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
+from db.blind_index import SearchIndex, Term, parse_q
 from db.event_filters import READ_AUDIT, READ_AUDIT_PII, LogFilters, filter_predicate, is_service_resource_type
 
 __all__ = ["excludes_service_events", "filter_columns", "lake_dates", "lake_expression", "tail_predicate"]
@@ -69,9 +70,12 @@ def filter_columns(filters: LogFilters) -> set[str]:
     return cols
 
 
-def tail_predicate(tenant_id: uuid.UUID, filters: LogFilters, bind: Callable[[Any], str]) -> str:
-    """The hot tail's ``WHERE`` (``GET /logs``'s own predicate, plus the service-event rule)."""
-    return filter_predicate(tenant_id, filters, bind)  # the service-event rule is part of it
+def tail_predicate(
+    tenant_id: uuid.UUID, filters: LogFilters, bind: Callable[[Any], str], search: SearchIndex | None = None
+) -> str:
+    """The hot tail's ``WHERE`` (``GET /logs``'s own predicate, plus the service-event rule); ``search`` is the
+    tenant's blind index, needed for ``q``."""
+    return filter_predicate(tenant_id, filters, bind, search=search)  # the service-event rule is part of it
 
 
 def lake_dates(filters: LogFilters) -> tuple[date | None, date | None]:
@@ -125,45 +129,46 @@ def lake_expression(filters: LogFilters) -> ds.Expression | None:
     return out
 
 
-_TERM: Final = re.compile(r'(-?)"([^"]*)"|(\S+)')
+_EDGE_LEFT: Final = r"(?:^|[^\pL\pN_])"
+_EDGE_RIGHT: Final = r"(?:$|[^\pL\pN_])"
+_BETWEEN: Final = r"[^\pL\pN_]+"
+r"""Word edges and the gap between two words of a phrase: Python's ``\w`` (what ``db.blind_index`` indexes) in
+RE2 terms, so non-ASCII words match as they do in PostgreSQL."""
+_JSON_VALUES: Final = r'"(?:[^"\\]|\\.)*"\s*:|("(?:[^"\\]|\\.)*")|(-?[0-9][0-9.eE+-]*)|[^"]'
+r"""One JSON token at a time, leftmost first: a key with its colon, a string, a number, anything else. Replaced
+by ``\1 \2 ``, only strings and numbers are left: the metadata *values* the blind index holds (not keys,
+``true``, ``false`` or ``null``)."""
 
 
-def _matches(words: list[str]) -> ds.Expression:
-    pattern = r"\b" + r"\W+".join(re.escape(w) for w in words) + r"\b"
-    hit: ds.Expression | None = None
-    for column in ("message", "metadata"):
-        found = pc.match_substring_regex(pc.field(column), pattern, ignore_case=True)
-        found = pc.if_else(pc.field(column).is_null(), False, found)
-        hit = found if hit is None else hit | found
-    assert hit is not None
-    return hit
+def _found(column: ds.Expression, pattern: str) -> ds.Expression:
+    hit = pc.match_substring_regex(column, pattern, ignore_case=True)
+    return pc.if_else(pc.is_null(column), False, hit)
+
+
+def _term(term: Term, values: ds.Expression) -> ds.Expression:
+    """The message holds the term's words as a phrase, or the metadata values hold each of them."""
+    phrase = _BETWEEN.join(re.escape(w) for w in term.words)
+    hit = _found(pc.field("message"), _EDGE_LEFT + phrase + _EDGE_RIGHT)
+    in_values: ds.Expression | None = None
+    for word in dict.fromkeys(term.words):
+        found = _found(values, _EDGE_LEFT + re.escape(word) + _EDGE_RIGHT)
+        in_values = found if in_values is None else in_values & found
+    assert in_values is not None
+    hit = hit | in_values
+    return ~hit if term.negated else hit
 
 
 def _q_expression(q: str) -> ds.Expression:
-    """``websearch_to_tsquery``'s rules (see the module docstring) as an Arrow expression."""
-    groups: list[list[ds.Expression]] = [[]]
-    pending_or = False
-    for m in _TERM.finditer(q):
-        negated, phrase, bare = m.group(1) == "-", m.group(2), m.group(3)
-        if bare is not None and bare.lower() == "or":
-            pending_or = True
-            continue
-        if bare is not None and bare.startswith("-") and len(bare) > 1:
-            negated, bare = True, bare[1:]
-        words = re.findall(r"\w+", phrase if phrase is not None else bare or "")
-        if not words:
-            continue
-        term = _matches(words)
-        term = ~term if negated else term
-        if pending_or and groups[-1]:
-            groups[-1][-1] = groups[-1][-1] | term
-        else:
-            groups[-1].append(term)
-        pending_or = False
-    terms = groups[-1]
-    if not terms:
-        return pc.scalar(True)
-    out = terms[0]
-    for term in terms[1:]:
-        out = out & term
+    """``q`` (``db.blind_index.parse_q``: OR-groups of AND-ed terms) as an Arrow expression."""
+    groups = parse_q(q)
+    if not groups:
+        return pc.scalar(False)  # no word: nothing matches, as in PostgreSQL
+    values = pc.replace_substring_regex(pc.field("metadata"), _JSON_VALUES, r"\1 \2 ")
+    out: ds.Expression | None = None
+    for group in groups:
+        conj = _term(group[0], values)
+        for term in group[1:]:
+            conj = conj & _term(term, values)
+        out = conj if out is None else out | conj
+    assert out is not None
     return out

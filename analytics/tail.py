@@ -22,7 +22,8 @@ import msgspec
 import pyarrow as pa
 
 from analytics.schema import SENSITIVE_COLUMNS, project
-from db.event_filters import Binder
+from db.blind_index import search_index
+from db.event_filters import Binder, search_query
 from db.fts import bind_search
 
 if TYPE_CHECKING:
@@ -58,19 +59,26 @@ class TailQuery:
     """The ``SELECT`` of a tenant's hot tail above ``watermark``, filtered, projected to ``columns``."""
 
     def __init__(
-        self, tenant_id: uuid.UUID, filters: LogFilters, watermark: int, columns: tuple[str, ...] | None
+        self,
+        tenant_id: uuid.UUID,
+        filters: LogFilters,
+        watermark: int,
+        columns: tuple[str, ...] | None,
+        keyring: TenantKeyring | None = None,
     ) -> None:
+        """``keyring``: the tenant's, needed when ``filters.q`` is set (its blind index answers ``q``)."""
         from analytics.filters import tail_predicate
 
         self.schema = project(columns)
         self.names: tuple[str, ...] = tuple(self.schema.names)
         self.needs_payload = any(c in SENSITIVE_COLUMNS for c in self.names)
         bind = Binder()
-        where = tail_predicate(tenant_id, filters, bind)
+        index = search_index(keyring) if filters.q is not None and keyring is not None else None
+        where = tail_predicate(tenant_id, filters, bind, index)
         exprs = [_SELECT.get(c, c) for c in self.names if c not in SENSITIVE_COLUMNS]
         if self.needs_payload:
             exprs += ["id AS payload_id", "payload"]
-        self.search = filters.q
+        self.search = search_query(filters, index)
         table = "audit_logs_fts" if filters.q is not None else "audit_logs"
         self.sql = f"SELECT {', '.join(exprs)} FROM {table} WHERE {where} AND seq > {bind(watermark)} ORDER BY seq"
         self.args = bind.args

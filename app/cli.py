@@ -146,6 +146,39 @@ def cmd_rotate_keys(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reindex_search(args: argparse.Namespace) -> int:
+    """Re-index the search column of events written before the blind index, to the end (the worker does it
+    in the background, a minute at a time): see ``jobs.search_reindex``."""
+    from app.database import prepare_database
+    from app.runtime import make_engine
+    from app.web.observability import configure_logging
+    from db.crypto import LocalMasterKey
+    from db.keyring import KeyringStore
+    from db.tenancy import TenantDB
+    from jobs.search_reindex import reindex_search
+
+    settings = load_settings()
+    configure_logging(settings.log_level, json_lines=settings.log_json)
+    embedded = prepare_database(settings, run_migrations=False)
+
+    async def reindex() -> int:
+        engine = make_engine(settings)
+        try:
+            ctx = {
+                "db": TenantDB(engine),
+                "keyrings": KeyringStore(LocalMasterKey.from_setting(settings.master_key or "")),
+            }
+            return await reindex_search(ctx, budget_seconds=float("inf"))
+        finally:
+            await engine.dispose()
+
+    try:
+        log.info("search re-index: %s rows rewritten", asyncio.run(reindex()))
+    finally:
+        _release(embedded)
+    return 0
+
+
 def cmd_export_lake(args: argparse.Namespace) -> int:
     """Export every tenant's new events to the Parquet lake now (the scheduled job runs every few minutes)."""
     return _run_lake_command("export-lake")
@@ -274,6 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("migrate", help="apply database migrations and create the operator")
     sub.add_parser("rotate-keys", help="give every tenant a new data key now")
     sub.add_parser("export-lake", help="export every tenant's new events to the Parquet lake now")
+    sub.add_parser("reindex-search", help="rewrite the search column of events stored before the blind index")
     sub.add_parser("apply-retention", help="archive and remove events past each tenant's retention now")
     verify = sub.add_parser(
         "verify", help="check an export with proofs, or a tenant's lake folder, offline against the checkpoint key"
@@ -301,6 +335,7 @@ def main(argv: list[str] | None = None) -> int:
         "migrate": cmd_migrate,
         "rotate-keys": cmd_rotate_keys,
         "export-lake": cmd_export_lake,
+        "reindex-search": cmd_reindex_search,
         "apply-retention": cmd_apply_retention,
     }[args.command]
     from app.web.observability import capture_warnings, configure_logging

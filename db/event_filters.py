@@ -4,7 +4,8 @@
 alert evaluator and the analytics hot tail all restrict ``audit_logs`` with :func:`filter_predicate` /
 :func:`where_clauses`, so a filter means the same everywhere. It lives below ``app`` and ``analytics`` so that
 both can use it without depending on each other. SQL is built only from fixed fragments with ``$n`` bound
-parameters (asyncpg style), always with an explicit ``tenant_id``.
+parameters (asyncpg style), always with an explicit ``tenant_id``. ``q`` needs the tenant's blind index
+(``db.blind_index.search_index(keyring)``), which turns it into the ``tsquery`` the ``search`` column answers.
 
 The service's own events (read records ``audit_log``/``audit_log_pii`` and ``auditlog.*`` administration)
 are left out unless ``include_system`` is set or a ``resource_type`` filter names one (API.md, "Reading is
@@ -19,6 +20,8 @@ from typing import Any, Final
 
 import msgspec
 
+from db.blind_index import SearchIndex
+
 __all__ = [
     "COLUMN_COUNT",
     "MULTI_VALUED",
@@ -32,6 +35,7 @@ __all__ = [
     "excludes_service_events",
     "filter_predicate",
     "is_service_resource_type",
+    "search_query",
     "where_clauses",
 ]
 
@@ -155,11 +159,26 @@ class Binder:
         return f"${len(self.args)}"
 
 
+def search_query(filters: LogFilters, search: SearchIndex | None) -> str | None:
+    """The ``tsquery`` text of ``filters.q`` over the tenant's blind index (``None``: no ``q``, or no word in it)."""
+    if filters.q is None:
+        return None
+    if search is None:
+        raise ValueError("q needs the tenant's search index (db.blind_index.search_index)")
+    return search.query(filters.q)
+
+
 def where_clauses(
-    tenant_id: uuid.UUID, filters: LogFilters, bind: Binder | Any, *, branched: frozenset[str] = frozenset()
+    tenant_id: uuid.UUID,
+    filters: LogFilters,
+    bind: Binder | Any,
+    *,
+    branched: frozenset[str] = frozenset(),
+    search: SearchIndex | None = None,
 ) -> list[str]:
     """Every restriction except ``severity`` and the multi-valued filters named in ``branched`` (the caller
-    handles those: one value, or one ``UNION ALL`` branch per value)."""
+    handles those: one value, or one ``UNION ALL`` branch per value). ``search``: the tenant's blind index,
+    needed when ``q`` is given; a ``q`` without a word matches nothing (as ``websearch_to_tsquery``'s)."""
     clauses = [f"tenant_id = {bind(tenant_id)}"]
     if filters.start_time is not None:
         clauses.append(f'"timestamp" >= {bind(filters.start_time)}')
@@ -196,15 +215,16 @@ def where_clauses(
     if not filters.resource_type and excludes_service_events(filters):
         clauses.append(f"NOT {SERVICE_EVENTS_SQL}")
     if filters.q is not None:
-        clauses.append(f"search @@ websearch_to_tsquery('simple', {bind(filters.q)})")
+        query = search_query(filters, search)
+        clauses.append("false" if query is None else f"search @@ {bind(query)}::tsquery")
     return clauses
 
 
-def filter_predicate(tenant_id: uuid.UUID, filters: LogFilters, bind: Any) -> str:
+def filter_predicate(tenant_id: uuid.UUID, filters: LogFilters, bind: Any, *, search: SearchIndex | None = None) -> str:
     """The whole ``WHERE`` predicate of a filter set, severities and the service-event rule included, for
     statements other than the page query (the live stream flags new rows with it); ``bind`` hands out ``$n``
-    placeholders."""
-    clauses = where_clauses(tenant_id, filters, bind)
+    placeholders; ``search`` is the tenant's blind index (needed for ``q``)."""
+    clauses = where_clauses(tenant_id, filters, bind, search=search)
     if filters.severity:
         clauses.append(f"severity = ANY({bind(list(filters.severity))}::text[])")
     return " AND ".join(clauses)

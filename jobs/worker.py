@@ -22,6 +22,7 @@ from jobs.config import JobsConfig
 from jobs.idempotency import purge_idempotency_keys
 from jobs.lake import LAKE_FUNCTIONS, lake_context, lake_cron_jobs
 from jobs.queue import make_queue
+from jobs.search_reindex import reindex_search
 from jobs.tasks import precreate_partitions, rotate_data_keys
 
 __all__ = [
@@ -50,11 +51,12 @@ class WorkerPlugin(Protocol):
     async def shutdown(self, ctx: dict[str, Any]) -> None: ...
 
 
-FUNCTIONS = [precreate_partitions, purge_idempotency_keys, rotate_data_keys, *LAKE_FUNCTIONS]
+FUNCTIONS = [precreate_partitions, purge_idempotency_keys, rotate_data_keys, reindex_search, *LAKE_FUNCTIONS]
 CRON_JOBS: list[CronJob[Any]] = [
     CronJob(precreate_partitions, cron="17 * * * *", timeout=300),
     CronJob(purge_idempotency_keys, cron="*/15 * * * *", timeout=300),
     CronJob(rotate_data_keys, cron="41 3 * * *", timeout=600),
+    CronJob(reindex_search, cron="* * * * *", timeout=120),  # a no-op once old rows are re-indexed (0014)
 ]
 
 

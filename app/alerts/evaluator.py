@@ -35,6 +35,7 @@ from app.alerts.rules import match_filters
 from app.logs.ingest import NOTIFY_CHANNEL
 from app.logs.rows import rows_to_wire
 from app.settings import Settings
+from db.blind_index import search_index
 from db.event_filters import COLUMN_COUNT, SELECT_COLUMNS, Binder, filter_predicate
 from db.listener import listen_forever
 from db.urls import plain_dsn
@@ -196,10 +197,12 @@ class AlertEvaluator:
         now = datetime.fromtimestamp(now_wall, UTC)
         window_start = max(now - timedelta(seconds=rule["window_seconds"]), rule["created_at"])
         lo = await self._floor(conn, tenant_id, seen, window_start)
+        keyring = await self._ctx["keyrings"].get(session, tenant_id)
+        search = search_index(keyring) if filters.q is not None else None
         bind = Binder()
         where = (
             f"tenant_id = {bind(tenant_id)} AND seq > {bind(lo)} AND received_at >= {bind(window_start)}"
-            f" AND {filter_predicate(tenant_id, filters, bind)}"
+            f" AND {filter_predicate(tenant_id, filters, bind, search=search)}"
         )
         count = int(
             await conn.fetchval(
@@ -222,7 +225,6 @@ class AlertEvaluator:
             f"SELECT {SELECT_COLUMNS} FROM audit_logs WHERE {where} ORDER BY seq DESC LIMIT {MAX_EVENTS_IN_BODY}",
             *bind.args,
         )
-        keyring = await self._ctx["keyrings"].get(session, tenant_id)
         events = rows_to_wire([r[:COLUMN_COUNT] for r in rows], keyring)
         body = msgspec.json.encode(
             {

@@ -7,6 +7,12 @@ route) is a ``409``. Keys are per tenant AND caller (the user, or the API key fo
 Stripe scopes them per account and key: another caller sending the same key and body is another request,
 stored and recorded as its own (issue 14, finding 5). Rows older than ``jobs.idempotency.TTL`` are ignored and may be
 reclaimed, and ``jobs.idempotency.purge_idempotency_keys`` deletes them.
+
+The stored row holds no event data in clear (issue 13): the first response (the whole event, metadata
+included) and the request's fingerprint (a plain SHA-256 of the body would let anyone holding the disk confirm
+a guessed body) are AES-GCM encrypted with the tenant's data key (:func:`seal`), bound to the tenant, the
+caller and the key, and opened only to replay (:func:`unseal`). Rows written before that (a 32-byte hash and
+a JSON response) are still honoured until they expire.
 """
 
 from __future__ import annotations
@@ -14,14 +20,21 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final
 
 from app.web.errors import ApiError
 from app.web.responses import EncodedJSON
 
-__all__ = ["HEADER", "Claim", "StoredResponse", "parse_key", "replay"]
+if TYPE_CHECKING:
+    from db.crypto import TenantKeyring
+
+__all__ = ["HEADER", "Claim", "StoredResponse", "parse_key", "replay", "seal", "unseal"]
 
 HEADER = "Idempotency-Key"
 _KEY_RE = re.compile(r"[\x21-\x7e]{1,255}")
+_HASH_FIELD: Final = "idempotency_hash"
+_RESPONSE_FIELD: Final = "idempotency_response"
+_PLAIN_HASH_SIZE: Final = 32
 
 
 @dataclass(slots=True, frozen=True)
@@ -60,6 +73,31 @@ def parse_key(value: str | None) -> str | None:
             errors=[{"field": HEADER, "message": "must be 1-255 visible ASCII characters"}],
         )
     return key
+
+
+def _binding(caller: uuid.UUID, key: str) -> uuid.UUID:
+    """What the ciphertexts of a key row are bound to besides the tenant: its caller and key."""
+    return uuid.uuid5(caller, key)
+
+
+def seal(keyring: TenantKeyring, claim: Claim) -> tuple[bytes, bytes]:
+    """The ``(request_hash, response)`` columns stored for ``claim``: both encrypted with the tenant's key."""
+    bound = _binding(claim.caller, claim.key)
+    return (
+        keyring.encrypt(claim.request_hash, event_id=bound, field=_HASH_FIELD),
+        keyring.encrypt(claim.response, event_id=bound, field=_RESPONSE_FIELD),
+    )
+
+
+def unseal(keyring: TenantKeyring, caller: uuid.UUID, key: str, request_hash: bytes, response: bytes) -> StoredResponse:
+    """A stored row opened for replay (``DecryptionError`` if tampered with or moved to another key)."""
+    if len(request_hash) == _PLAIN_HASH_SIZE:  # written before responses were sealed
+        return StoredResponse(request_hash, response)
+    bound = _binding(caller, key)
+    return StoredResponse(
+        keyring.decrypt(request_hash, event_id=bound, field=_HASH_FIELD),
+        keyring.decrypt(response, event_id=bound, field=_RESPONSE_FIELD),
+    )
 
 
 def replay(claim: Claim, stored: StoredResponse) -> EncodedJSON:

@@ -7,7 +7,9 @@ Idempotency-Keys (if any), COPY the rows into the session's TEMP staging table (
 with row-level security), then one statement that takes the tenant's next ``seq`` range (the row lock
 makes seq order commit order), ``INSERT .. SELECT``s into ``audit_logs`` (RLS WITH CHECK applies there),
 vaults the encrypted PII originals and ``NOTIFY auditlog_events, '<tenant_id>:<max_seq>'`` for live tails
-and exporters; then COMMIT. Each submitter's future resolves only
+and exporters; then COMMIT. Nothing of the metadata reaches PostgreSQL in clear, the staging table included:
+the payload is encrypted, the search column is the tenant's blind index (``db.blind_index``), and the stored
+Idempotency-Key responses are sealed (``app.logs.idempotency.seal``). Each submitter's future resolves only
 after the commit, so a 201 means durable. The window only applies while other groups are in flight, so
 an idle writer adds no latency. A failed group is retried submission by submission, so one
 submission can never fail another; what still fails gets ``WriterUnavailable`` (a 503), never a half
@@ -26,8 +28,9 @@ from typing import Any
 
 import asyncpg
 
-from app.logs.idempotency import Claim, StoredResponse
+from app.logs.idempotency import Claim, StoredResponse, seal, unseal
 from app.logs.prepare import PreparedEvent
+from db.blind_index import search_index
 from db.crypto import TenantKeyring
 from db.keyring import KeyringStore
 from db.tenancy import TenantDB, bind_tenant
@@ -61,7 +64,7 @@ STAGING_COLUMNS = (
     "user_agent",
     "message",
     "payload",
-    "search_text",
+    "search",
     "pii",
 )
 _CREATE_STAGING = f"""
@@ -69,7 +72,7 @@ CREATE TEMP TABLE IF NOT EXISTS {STAGING} (
   ord integer NOT NULL, id uuid NOT NULL, "timestamp" timestamptz NOT NULL, received_at timestamptz NOT NULL,
   action text NOT NULL, resource_type text NOT NULL, resource_id text, user_id text, session_id text,
   request_id text, severity text NOT NULL, ip_address inet, user_agent text, message text, payload bytea,
-  search_text text, pii bytea
+  search text, pii bytea
 ) ON COMMIT DELETE ROWS
 """
 _CLAIM = f"""
@@ -95,7 +98,7 @@ WITH next AS (
   INSERT INTO audit_logs ({_COLUMNS})
   SELECT $1::uuid, s."timestamp", s.id, (SELECT last_seq FROM next) - $2 + s.ord, s.received_at, s.action,
     s.resource_type, s.resource_id, s.user_id, s.session_id, s.request_id, s.severity, s.ip_address,
-    s.user_agent, s.message, s.payload, to_tsvector('simple', coalesce(s.search_text, ''))
+    s.user_agent, s.message, s.payload, s.search::tsvector
   FROM pg_temp.{STAGING} s ORDER BY s.ord
   RETURNING 1
 )__PII__
@@ -273,7 +276,7 @@ class IngestWriter:
         self, conn: asyncpg.Connection, keyring: TenantKeyring, tenant_id: uuid.UUID, subs: list[_Submission]
     ) -> list[Outcome]:
         async with bind_tenant(conn, tenant_id):
-            replays = await _claim_keys(conn, tenant_id, subs)
+            replays = await _claim_keys(conn, keyring, tenant_id, subs)
             winners = [s for s in subs if id(s) not in replays]
             records = _records(keyring, [e for s in winners for e in s.events])
             if records:
@@ -298,7 +301,7 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
 
 
 async def _claim_keys(
-    conn: asyncpg.Connection, tenant_id: uuid.UUID, subs: Sequence[_Submission]
+    conn: asyncpg.Connection, keyring: TenantKeyring, tenant_id: uuid.UUID, subs: Sequence[_Submission]
 ) -> dict[int, StoredResponse]:
     """Claim every key of the group. Returns, by ``id(submission)``, the stored first response of each
     submission that repeats a key of the same caller: one claimed before (by any transaction) or earlier
@@ -310,13 +313,14 @@ async def _claim_keys(
     if not first:
         return {}
     claims = sorted((s.claim for s in first.values() if s.claim is not None), key=lambda c: c.scope)
+    sealed = [seal(keyring, c) for c in claims]
     won_rows = await conn.fetch(
         _CLAIM,
         tenant_id,
         [c.caller for c in claims],
         [c.key for c in claims],
-        [c.request_hash for c in claims],
-        [c.response for c in claims],
+        [h for h, _ in sealed],
+        [r for _, r in sealed],
     )
     won = {(r["caller"], r["key"]) for r in won_rows}
     replaying = [s for s in subs if s.claim is not None and (s.claim.scope not in won or first[s.claim.scope] is not s)]
@@ -324,7 +328,10 @@ async def _claim_keys(
         return {}
     scopes = sorted({s.claim.scope for s in replaying if s.claim is not None})
     rows = await conn.fetch(_STORED, tenant_id, [c for c, _ in scopes], [k for _, k in scopes])
-    stored = {(r["caller"], r["key"]): StoredResponse(bytes(r["request_hash"]), bytes(r["response"])) for r in rows}
+    stored = {
+        (r["caller"], r["key"]): unseal(keyring, r["caller"], r["key"], bytes(r["request_hash"]), bytes(r["response"]))
+        for r in rows
+    }
     out: dict[int, StoredResponse] = {}
     for s in replaying:
         assert s.claim is not None
@@ -335,12 +342,15 @@ async def _claim_keys(
 
 
 def _records(keyring: TenantKeyring, events: list[PreparedEvent]) -> list[tuple[Any, ...]]:
+    """The staging rows: payload and PII encrypted, the search column as the tenant's blind index."""
+    index = search_index(keyring)
     records = []
     for ordinal, ev in enumerate(events, start=1):
         eid = ev.out.id
         payload = keyring.encrypt(ev.payload_plain, event_id=eid, field="payload") if ev.payload_plain else None
         pii = keyring.encrypt(ev.pii_plain, event_id=eid, field="pii") if ev.pii_plain else None
-        records.append((*ev.copy_record(ordinal), payload, ev.search_text, pii))
+        search = index.vector(ev.out.message, ev.out.metadata)
+        records.append((*ev.copy_record(ordinal), payload, search, pii))
     return records
 
 

@@ -6,7 +6,8 @@ nesting depth), field types (msgspec types in ``schemas``), the rules types cann
 between 2000-01-01 and 5 minutes from now, a real IP address, no NUL characters PostgreSQL text cannot
 hold), for clients only the resource types reserved for the service, then masking of secrets and PII.
 Every bad field is reported, and in a bulk every bad item (up to ``MAX_ERRORS``), not just the first.
-The result carries the masked plaintexts the writer encrypts, the COPY row, and the 201 body.
+The result carries the masked plaintexts the writer encrypts (and indexes: ``db.blind_index``), the COPY row,
+and the 201 body.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import hashlib
 import ipaddress
 import re
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
@@ -152,7 +153,6 @@ class PreparedEvent:
     """One validated, masked event. ``payload_plain``/``pii_plain`` are encrypted by the writer."""
 
     out: EventOut
-    search_text: str
     payload_plain: bytes | None
     pii_plain: bytes | None
 
@@ -276,26 +276,6 @@ def canonical_ip(value: str) -> str | None:
     return str(ip)
 
 
-def _strings(value: Any) -> Iterator[str]:
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for v in value.values():
-            yield from _strings(v)
-    elif isinstance(value, list):
-        for v in value:
-            yield from _strings(v)
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        yield str(value)
-
-
-def _search_text(message: str | None, metadata: dict[str, Any] | None) -> str:
-    parts = [message] if message else []
-    if metadata:
-        parts.extend(_strings(metadata))
-    return " ".join(parts).replace("\x00", " ")
-
-
 def new_event_id() -> uuid.UUID:
     return uuid.UUID(bytes=uuid_utils.uuid7().bytes)
 
@@ -346,7 +326,6 @@ def _build(ev: EventIn, ip: str | None, *, tenant_id: uuid.UUID, actor: str, now
     )
     return PreparedEvent(
         out=out,
-        search_text=_search_text(masked.message, masked.metadata),
         payload_plain=payload,
         pii_plain=msgspec.json.encode(masked.pii) if masked.pii else None,
     )

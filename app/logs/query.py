@@ -11,10 +11,10 @@ The service's own events (read records and ``auditlog.*`` administration, ``SERV
 left out unless ``include_system=true`` or a ``resource_type`` filter names one (API.md, "Reading is
 audited, and so is administration"), so a poller does not find mostly its own reads.
 
-``q`` is full-text search over the masked message and metadata values (the ``search`` column, built
-with the ``simple`` configuration) through ``websearch_to_tsquery('simple', q)``: words are ANDed,
-``"quoted phrases"``, ``or`` and ``-word`` work as in web search engines, matching is case-insensitive
-and without stemming.
+``q`` is full-text search over the masked message and metadata values (the ``search`` column: the tenant's
+keyed blind index, ``db.blind_index``), in ``websearch_to_tsquery``'s syntax: words are ANDed,
+``"quoted phrases"``, ``or`` and ``-word`` work as in web search engines, matching is case-insensitive,
+by whole word and without stemming; metadata values match by exact word (a phrase: all of its words).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import msgspec
 
 from app.logs.schemas import ACTION_PATTERN, Severity
 from app.web.errors import ApiError
+from db.blind_index import SearchIndex
 from db.event_filters import (
     COLUMN_COUNT,
     OUTPUT_NAMES,
@@ -261,17 +262,19 @@ def build_list_sql(
     *,
     after: tuple[datetime, uuid.UUID] | None,
     limit: int,
+    search: SearchIndex | None = None,
 ) -> tuple[str, list[Any]]:
     """``SELECT`` of one page (``limit + 1`` rows, to know whether another page follows).
 
     Queries with ``q`` read the tenant-scoped view ``audit_logs_fts`` (migration 0004) so that the GIN
-    index is usable; everything else reads ``audit_logs`` under row-level security. Several severities
-    become one ordered branch per value under a ``UNION ALL``, so each branch walks its
+    index is usable (the caller sets its search first: ``db.fts.bind_search`` with ``search_query``);
+    everything else reads ``audit_logs`` under row-level security. ``search``: the tenant's blind index.
+    Several severities become one ordered branch per value under a ``UNION ALL``, so each branch walks its
     ``(severity, "timestamp", id)`` index in keyset order however rare the values are.
     """
     bind = Binder()
     dims = _branches(filters)
-    clauses = where_clauses(tenant_id, filters, bind, branched=frozenset(column for column, _ in dims))
+    clauses = where_clauses(tenant_id, filters, bind, branched=frozenset(column for column, _ in dims), search=search)
     if after is not None:
         clauses.append(f'("timestamp", id) < ({bind(after[0])}::timestamptz, {bind(after[1])}::uuid)')
     if len(filters.severity) == 1:

@@ -41,6 +41,8 @@ from app.read_audit import get_recorder
 from app.runtime import Runtime
 from app.web.errors import ApiError, NotFound
 from app.web.responses import EncodedJSON
+from db.blind_index import search_index
+from db.event_filters import search_query
 from db.fts import bind_search
 
 if TYPE_CHECKING:
@@ -51,7 +53,8 @@ __all__ = ["LogQueryController", "list_logs"]
 _TIME_DOC = "RFC 3339 date-time with a zone (e.g. 2026-01-31T12:00:00Z); naive times are refused. Inclusive."
 _Q_DOC = (
     "Full-text search over the (masked) message and metadata values, web-search syntax: words are ANDed, "
-    '"quoted phrase", `or`, `-word`; case-insensitive, no stemming (PostgreSQL `simple` configuration).'
+    '"quoted phrase", `or`, `-word`; case-insensitive, whole words, no stemming. Metadata values are indexed '
+    "as keyed tokens (never in clear), so they match by exact word, a phrase by all of its words."
 )
 
 _LIST_PROBLEMS = {
@@ -207,12 +210,14 @@ async def list_logs(request: Request[Any, Any, Any]) -> EventPage:
         except CursorError as exc:
             raise ApiError(400, f"invalid cursor: {exc}", errors=[{"field": "cursor", "message": str(exc)}]) from None
         after = (pos.timestamp, pos.id)
-    sql, args = build_list_sql(tenant_id, query.filters, after=after, limit=query.limit)
     async with runtime.db.read(tenant_id) as pg:
-        if query.filters.q is not None:  # the search view applies it inside its security barrier
-            await bind_search(pg, query.filters.q, local=False)
-        rows = await pg.fetch(sql, *args)
         keyring = await runtime.keyrings.get(pg, tenant_id)
+        search = search_index(keyring) if query.filters.q is not None else None
+        sql, args = build_list_sql(tenant_id, query.filters, after=after, limit=query.limit, search=search)
+        text = search_query(query.filters, search)
+        if text is not None:  # the search view applies it inside its security barrier
+            await bind_search(pg, text, local=False)
+        rows = await pg.fetch(sql, *args)
     more = len(rows) > query.limit
     if more:
         rows = rows[: query.limit]

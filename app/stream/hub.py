@@ -32,6 +32,7 @@ from app.logs.ingest import NOTIFY_CHANNEL
 from app.logs.query import COLUMN_COUNT, LogFilters
 from app.logs.rows import row_to_wire
 from app.stream.sql import BATCH, build_fetch_sql
+from db.blind_index import search_index
 from db.listener import listen_forever
 
 if TYPE_CHECKING:
@@ -203,10 +204,11 @@ class StreamHub:
                 return
             filter_sets = list({s.filters: None for s in subs})
             after = self._delivered[tenant_id]
-            sql, args = build_fetch_sql(tenant_id, after, filter_sets)
             async with self._db.read(tenant_id) as pg:
+                keyring = await self._keyrings.get(pg, tenant_id)  # also the blind index of any q
+                search = search_index(keyring) if any(f.q is not None for f in filter_sets) else None
+                sql, args = build_fetch_sql(tenant_id, after, filter_sets, search=search)
                 rows = await pg.fetch(sql, *args)
-                keyring = await self._keyrings.get(pg, tenant_id) if rows else None
             self.fetches += 1
             if not rows or keyring is None:
                 # nothing beyond what was delivered: the notified rows are already out

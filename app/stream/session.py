@@ -27,6 +27,7 @@ from app.logs.rows import row_to_wire
 from app.stream.hub import Frame, StreamHub, Subscriber
 from app.stream.sql import BATCH, build_fetch_sql, build_position_of_sql
 from app.web.errors import ApiError, NotFound
+from db.blind_index import search_index
 
 if TYPE_CHECKING:
     from app.auth.principal import Principal
@@ -77,10 +78,11 @@ async def _replay(
 ) -> AsyncIterator[list[Frame]]:
     """What the tenant committed after ``after`` that matches ``filters``, in batches of at most ``BATCH``."""
     while True:
-        sql, args = build_fetch_sql(tenant_id, after, [filters], replay=True)
         async with runtime.db.read(tenant_id) as pg:
+            keyring = await runtime.keyrings.get(pg, tenant_id)  # also the blind index of q
+            search = search_index(keyring) if filters.q is not None else None
+            sql, args = build_fetch_sql(tenant_id, after, [filters], replay=True, search=search)
             rows = await pg.fetch(sql, *args)
-            keyring = await runtime.keyrings.get(pg, tenant_id) if rows else None
         if not rows or keyring is None:
             return
         after = rows[-1][COLUMN_COUNT]

@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any, Final
 
+from db.blind_index import SearchIndex
 from db.event_filters import COLUMN_COUNT, SELECT_COLUMNS, Binder, LogFilters, filter_predicate
 
 __all__ = ["BATCH", "COLUMN_COUNT", "build_fetch_sql", "build_position_of_sql"]
@@ -27,12 +28,13 @@ def build_fetch_sql(
     *,
     replay: bool = False,
     limit: int = BATCH,
+    search: SearchIndex | None = None,
 ) -> tuple[str, list[Any]]:
     """Events with ``seq > after_seq`` in ``seq`` order, then ``seq``, then one boolean per filter set.
 
     ``replay`` (one filter set, one subscriber catching up) applies the predicate in ``WHERE``, so only
     matching rows are read; the shared live fetch reads every new row once and flags it for each set, so its
-    position advances over rows nobody asked for as well.
+    position advances over rows nobody asked for as well. ``search``: the tenant's blind index (for ``q``).
     """
     bind = Binder()
     tenant = bind(tenant_id)
@@ -42,10 +44,10 @@ def build_fetch_sql(
     if replay:
         if len(filter_sets) != 1:
             raise ValueError("a replay has exactly one filter set")
-        where.append(filter_predicate(tenant_id, filter_sets[0], bind))
+        where.append(filter_predicate(tenant_id, filter_sets[0], bind, search=search))
         flags.append("true")
     else:
-        flags.extend(f"coalesce(({filter_predicate(tenant_id, f, bind)}), false)" for f in filter_sets)
+        flags.extend(f"coalesce(({filter_predicate(tenant_id, f, bind, search=search)}), false)" for f in filter_sets)
     lim = bind(limit)
     columns = ", ".join([SELECT_COLUMNS, "seq", *flags])
     sql = f"SELECT {columns} FROM audit_logs WHERE {' AND '.join(where)} ORDER BY seq LIMIT {lim}"

@@ -55,3 +55,14 @@ async def decrypt(client: ApiClient, tenant_id: str, blob: bytes, event_id: Any,
     async with runtime.db.tenant(tid) as session:
         ring = await runtime.keyrings.get(session, tid)
     return msgspec.json.decode(ring.decrypt(bytes(blob), event_id=uuid.UUID(str(event_id)), field=field))
+
+
+async def search_token(client: ApiClient, tenant_id: str, word: str) -> str:
+    """How the tenant's blind index stores a metadata word in ``audit_logs.search`` (``db.blind_index``)."""
+    from db.blind_index import search_index
+
+    runtime = client.app.state.runtime
+    tid = uuid.UUID(tenant_id)
+    async with runtime.db.tenant(tid) as session:
+        ring = await runtime.keyrings.get(session, tid)
+    return search_index(ring).token(word)

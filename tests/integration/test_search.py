@@ -1,7 +1,7 @@
 """GET /api/v1/logs and /logs/{id} against a brute-force Python oracle over the same generated events.
 
-Events are written straight into PostgreSQL with the storage conventions (seq range, encrypted payload,
-``to_tsvector('simple', ...)``) so these tests do not depend on POST /logs; tokens are minted directly.
+Events are written straight into PostgreSQL with the storage conventions (seq range, encrypted payload, the
+tenant's blind index in ``search``) so these tests do not depend on POST /logs; tokens are minted directly.
 The helpers here (``seed``, ``insert_events``, ``reader``, ``walk``...) are shared by the other read-path
 test modules.
 """
@@ -25,6 +25,7 @@ from litestar.testing import AsyncTestClient
 from app.auth.principal import Role
 from app.runtime import Runtime
 from app.tenants.service import create_tenant
+from db.blind_index import search_index
 from tests.conftest import Database
 
 VOCAB = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet"]
@@ -104,6 +105,7 @@ async def insert_events(runtime: Runtime, events: list[Ev]) -> None:
     for tid, evs in by_tenant.items():
         async with runtime.db.tenant(tid) as session:
             keyring = await runtime.keyrings.get(session, tid)
+            index = search_index(keyring)
             raw = await (await session.connection()).get_raw_connection()
             pg: asyncpg.Connection = raw.driver_connection  # type: ignore[assignment]
             last = await pg.fetchval(
@@ -120,7 +122,7 @@ async def insert_events(runtime: Runtime, events: list[Ev]) -> None:
                         {"metadata": ev.metadata, "before_state": ev.before_state, "after_state": ev.after_state}
                     )
                     payload = keyring.encrypt(plain, event_id=ev.id, field="payload")
-                search = " ".join([ev.message or "", *_strings(ev.metadata)])
+                search = index.vector(ev.message, ev.metadata)
                 rows.append(
                     (tid, ev.timestamp, ev.id, first + i, ev.action, ev.resource_type, ev.resource_id, ev.user_id,
                      ev.session_id, ev.request_id, ev.severity, ev.ip_address, ev.user_agent, ev.message,
@@ -130,7 +132,7 @@ async def insert_events(runtime: Runtime, events: list[Ev]) -> None:
                 """INSERT INTO audit_logs (tenant_id, "timestamp", id, seq, action, resource_type, resource_id,
                      user_id, session_id, request_id, severity, ip_address, user_agent, message, payload, search)
                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::inet, $13, $14, $15,
-                     to_tsvector('simple', $16))""",
+                     $16::tsvector)""",
                 rows,
             )
 
@@ -516,8 +518,8 @@ async def test_search_view_shows_only_the_current_tenant(client: AsyncTestClient
     async with runtime.db.system() as session:  # no tenant set: nothing at all
         assert (await session.execute(text("SELECT count(*) FROM audit_logs_fts"))).scalar_one() == 0
     async with runtime.db.tenant(world.a.id) as session:
-        # the view applies the search itself (migration 0010): one matching every generated message
-        await session.execute(text("SELECT set_config('auditlog.search', :q, true)"), {"q": " or ".join(VOCAB)})
+        # the view applies the search itself (migrations 0010, 0014: a tsquery): one matching every message
+        await session.execute(text("SELECT set_config('auditlog.search', :q, true)"), {"q": " | ".join(VOCAB)})
         tenants = (await session.execute(text("SELECT DISTINCT tenant_id FROM audit_logs_fts"))).scalars().all()
         assert tenants == [world.a.id]
     with pytest.raises(DBAPIError, match="permission denied"):

@@ -2,7 +2,8 @@
 
 The view runs as its owner, who sees every tenant, so its tenant condition must run before any condition
 of the reading query (issue 14 finding 12). The search condition lives inside the barrier (migration
-0010), so the API role's real read path still gets a bitmap scan of the GIN index for a rare word.
+0010; since 0014 it takes a ready ``tsquery`` over the blind index), so the API role's real read path still
+gets a bitmap scan of the GIN index for a rare word, in the message or (as a keyed token) in metadata.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from litestar.testing import AsyncTestClient
 
 from analytics.tail import TailQuery, snapshot, tail_batches
 from app.logs.query import LogFilters, build_list_sql
+from db.blind_index import search_index
 from db.fts import bind_search
 from tests.conftest import Database
 from tests.integration.test_search import Ev, insert_events, new_tenant, runtime_of
@@ -37,6 +39,7 @@ async def test_rare_word_search_uses_the_gin_index_on_the_api_path(
     now = datetime.now(UTC) - timedelta(minutes=5)
     events = [Ev(a.id, now - timedelta(seconds=i), message=f"common words number {i}") for i in range(4000)]
     rare = [Ev(a.id, now - timedelta(seconds=i, milliseconds=1), message="zyzzyva rare") for i in range(3)]
+    rare += [Ev(a.id, now - timedelta(seconds=i, milliseconds=2), metadata={"w": "zyzzyva"}) for i in range(2)]
     events += rare + [Ev(b.id, now - timedelta(seconds=i), message=f"zyzzyva of tenant b {i}") for i in range(20)]
     await insert_events(runtime, events)
     owner = await asyncpg.connect(database.dsn(database.owner_url))
@@ -45,10 +48,14 @@ async def test_rare_word_search_uses_the_gin_index_on_the_api_path(
     finally:
         await owner.close()
 
-    sql, args = build_list_sql(a.id, LogFilters(q="zyzzyva"), after=None, limit=50)
-    assert "audit_logs_fts" in sql
     async with runtime.db.read(a.id) as pg:  # the API role's read connection, as GET /logs uses it
-        await bind_search(pg, "zyzzyva", local=False)
+        keyring = await runtime.keyrings.get(pg, a.id)
+        index = search_index(keyring)
+        sql, args = build_list_sql(a.id, LogFilters(q="zyzzyva"), after=None, limit=50, search=index)
+        assert "audit_logs_fts" in sql
+        query_text = index.query("zyzzyva")
+        assert query_text is not None and "zyzzyva" in query_text and index.token("zyzzyva") in query_text
+        await bind_search(pg, query_text, local=False)
         plan = "\n".join(row[0] for row in await pg.fetch("EXPLAIN " + sql, *args))
         found = await pg.fetch(sql, *args)
     assert "Bitmap Index Scan on" in plan and "search_idx" in plan, plan
@@ -62,7 +69,7 @@ async def test_rare_word_search_uses_the_gin_index_on_the_api_path(
     conn = await asyncpg.connect(database.dsn(database.api_url))
     try:
         async with snapshot(conn, a.id) as tx:
-            query = TailQuery(a.id, LogFilters(q="zyzzyva"), 0, ("id",))
+            query = TailQuery(a.id, LogFilters(q="zyzzyva"), 0, ("id",), keyring)
             tail = [
                 v for batch in [b async for b in tail_batches(tx, query, None)] for v in batch.column("id").to_pylist()
             ]
@@ -77,5 +84,5 @@ async def test_search_view_is_empty_without_a_search(client: AsyncTestClient[Any
     await insert_events(runtime, [Ev(a.id, datetime.now(UTC) - timedelta(minutes=1), message="zyzzyva")])
     async with runtime.db.read(a.id) as pg:
         assert await pg.fetchval("SELECT count(*) FROM audit_logs_fts") == 0
-        await bind_search(pg, "zyzzyva", local=False)
+        await bind_search(pg, "'zyzzyva'", local=False)
         assert await pg.fetchval("SELECT count(*) FROM audit_logs_fts") == 1

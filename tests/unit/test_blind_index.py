@@ -1,0 +1,147 @@
+"""The keyed blind index of ``q`` (``db.blind_index``) and the lake's reading of the same query."""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from typing import Any
+
+import msgspec
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pytest
+
+from analytics.filters import lake_expression
+from db.blind_index import SearchIndex, Term, parse_q, search_index, words
+from db.crypto import DataKey, TenantKeyring, new_data_key
+from db.event_filters import Binder, LogFilters, filter_predicate
+
+
+def _keyring(tenant: uuid.UUID | None = None) -> TenantKeyring:
+    return TenantKeyring(tenant or uuid.uuid4(), new_data_key(1))
+
+
+def test_parse_q_follows_websearch_syntax() -> None:
+    a, b, c = Term(("a",)), Term(("b",)), Term(("c",))
+    assert parse_q("a b or c") == [[a, b], [c]]
+    assert parse_q("a or b c") == [[a], [b, c]]
+    assert parse_q('-x "Foo  bar" baz-qux') == [[Term(("x",), True), Term(("foo", "bar")), Term(("baz", "qux"))]]
+    assert parse_q('"unclosed phrase') == [[Term(("unclosed", "phrase"))]]
+    assert parse_q("or") == [] and parse_q("- ! & |") == [] and parse_q("") == []
+    assert parse_q("or a or") == [[a]]
+    assert parse_q("-or") == [[Term(("or",), True)]]
+
+
+def test_vector_keeps_message_words_and_hides_metadata_words() -> None:
+    index = SearchIndex(os.urandom(32))
+    vector = index.vector("Alice deleted alice's file", {"who": "Secretvalue", "n": [42, True, None], "k": {"d": 1.5}})
+    lexemes = dict(re.findall(r"'([^']+)'(?::([\d,]+))?", vector))
+    assert lexemes["alice"] == "1,3" and lexemes["deleted"] == "2" and lexemes["file"] == "5"
+    assert "secretvalue" not in vector.lower() and "42" not in vector
+    for word in ("secretvalue", "42", "1", "5"):
+        assert index.token(word) in lexemes and lexemes[index.token(word)] == ""  # no positions
+    assert index.token("true") not in lexemes and index.token("who") not in lexemes  # not booleans, not keys
+    assert all(t.startswith("M") and t != t.lower() for t in lexemes if lexemes[t] == "")
+    assert index.vector(None, None) == ""
+
+
+def test_tokens_depend_on_the_tenant_key_and_survive_rotation() -> None:
+    tenant = uuid.uuid4()
+    ring = _keyring(tenant)
+    rotated = ring.with_active(new_data_key(2))
+    assert search_index(ring).token("word") == search_index(rotated).token("word")
+    assert search_index(ring).token("word") != search_index(_keyring(tenant)).token("word")  # other keys
+    same_key_other_tenant = TenantKeyring(uuid.uuid4(), DataKey(1, ring.keys[1].key))
+    assert search_index(ring).token("word") != search_index(same_key_other_tenant).token("word")
+    assert len(search_index(ring).token("word")) == 12  # "M" + 8 bytes in base64url
+
+
+def test_query_text_asks_for_the_plain_word_or_its_token() -> None:
+    index = SearchIndex(os.urandom(32))
+    t = index.token
+    assert index.query("Alpha") == f"( ( 'alpha' | '{t('alpha')}' ) )"
+    assert index.query('"a b" -c or d') == (
+        f"( ( 'a' <-> 'b' | '{t('a')}' & '{t('b')}' ) & !( 'c' | '{t('c')}' ) ) | ( ( 'd' | '{t('d')}' ) )"
+    )
+    assert index.query("!!") is None
+    long_word = "x" * 2100
+    assert index.query(long_word) == f"( ( '{t(long_word)}' ) )"
+    assert len(index.vector(long_word + " ok", None)) < 20  # too long to be a PostgreSQL lexeme: left out
+
+
+def test_filter_predicate_needs_the_index_for_q_and_binds_the_query() -> None:
+    tenant = uuid.uuid4()
+    with pytest.raises(ValueError, match="search index"):
+        filter_predicate(tenant, LogFilters(q="x"), Binder())
+    bind = Binder()
+    index = SearchIndex(os.urandom(32))
+    sql = filter_predicate(tenant, LogFilters(q="secret"), bind, search=index)
+    assert "search @@ $" in sql and "secret" not in sql
+    assert index.token("secret") in bind.args[-1]
+    assert "false" in filter_predicate(tenant, LogFilters(q="--"), Binder(), search=index).split(" AND ")
+
+
+ROWS: list[dict[str, Any]] = [
+    {"message": "Alice deleted the invoice", "metadata": {"who": "bob", "tags": ["red", "green"]}},
+    {"message": "bob logged in", "metadata": {"note": "alice approved"}},
+    {"message": None, "metadata": {"red": "blue", "n": 42}},
+    {"message": "Café opened, déjà vu", "metadata": None},
+    {"message": "approved alice", "metadata": {"text": 'quote " and \\ slash', "flag": True}},
+    {"message": "invoice-42 paid", "metadata": {"deep": {"list": [{"x": "Invoice"}]}}},
+]
+QUERIES = [
+    "alice",
+    "bob",
+    "red",
+    "blue",
+    "42",
+    "alice approved",
+    '"alice approved"',
+    '"approved alice"',
+    "invoice -bob",
+    "red or café",
+    "déjà",
+    "true",
+    "who",
+    "invoice 42",
+    '"invoice 42"',
+    "slash quote",
+    "-alice",
+    "!!",
+]
+
+
+def _oracle(row: dict[str, Any], q: str) -> bool:
+    """The blind index's semantics: a term matches the message as a phrase, or all its words among the
+    metadata values' words."""
+    from db.blind_index import metadata_strings
+
+    message = words(row["message"] or "")
+    values = {w for v in metadata_strings(row["metadata"]) for w in words(v)}
+
+    def term(t: Term) -> bool:
+        n = len(t.words)
+        phrase = any(tuple(message[i : i + n]) == t.words for i in range(len(message) - n + 1))
+        hit = phrase or all(w in values for w in t.words)
+        return not hit if t.negated else hit
+
+    return any(all(term(t) for t in group) for group in parse_q(q))
+
+
+@pytest.mark.parametrize("q", QUERIES)
+def test_lake_rows_match_q_as_the_index_does(q: str) -> None:
+    table = pa.table(
+        {
+            "message": pa.array([r["message"] for r in ROWS], pa.string()),
+            "metadata": pa.array(
+                [None if r["metadata"] is None else msgspec.json.encode(r["metadata"]).decode() for r in ROWS],
+                pa.string(),
+            ),
+        }
+    )
+    expression = lake_expression(LogFilters(q=q, include_system=True))
+    assert expression is not None
+    got = ds.dataset(table).to_table(filter=expression).column("message").to_pylist()
+    wanted = [r["message"] for r in ROWS if _oracle(r, q)]
+    assert got == wanted, q
