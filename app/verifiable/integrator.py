@@ -2,7 +2,9 @@
 
 The worker listens to ``auditlog_events`` (the write path's commit notifications: ``<tenant>:<max seq>``)
 and, ``interval`` seconds after a tenant's first new event, integrates everything past its tree's size and
-signs a checkpoint (:func:`app.verifiable.service.integrate`, one transaction). A sweep every
+signs a checkpoint (:func:`app.verifiable.service.integrate`, one transaction). A notice that arrives while
+a round runs asks for one more round (its event may have committed after the round read the table), so the
+last events of a burst do not wait for the sweep. A sweep every
 ``sweep_seconds`` covers notifications missed while reconnecting (``auditlog_merkle_pending()``). A round
 that filled its batch goes again at once. Several workers are safe: the tree row lock serialises them.
 """
@@ -55,6 +57,7 @@ class Integrator:
         self._interval = interval
         self._sweep = sweep_seconds
         self._due: dict[uuid.UUID, asyncio.Task[None]] = {}
+        self._again: set[uuid.UUID] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self.integrated = 0
 
@@ -66,17 +69,24 @@ class Integrator:
         task = self._due.get(tenant_id)
         if task is None or task.done():
             self._due[tenant_id] = asyncio.create_task(self._later(tenant_id), name=f"merkle-{tenant_id}")
+        else:
+            self._again.add(tenant_id)
 
     async def _later(self, tenant_id: uuid.UUID) -> None:
-        await asyncio.sleep(self._interval)
-        try:
-            while True:
-                done = await integrate_tenant(self._db, tenant_id, self._keys)
-                self.integrated += done.new_size - done.old_size
-                if done.new_size - done.old_size < DEFAULT_BATCH:
-                    break
-        except Exception:
-            log.exception("integrating the events of tenant %s into its tree failed", tenant_id)
+        while True:
+            await asyncio.sleep(self._interval)
+            # a notice from now on may be of an event this round does not see: it asks for another round
+            self._again.discard(tenant_id)
+            try:
+                while True:
+                    done = await integrate_tenant(self._db, tenant_id, self._keys)
+                    self.integrated += done.new_size - done.old_size
+                    if done.new_size - done.old_size < DEFAULT_BATCH:
+                        break
+            except Exception:
+                log.exception("integrating the events of tenant %s into its tree failed", tenant_id)
+            if tenant_id not in self._again:
+                return
 
     async def _sweeper(self) -> None:
         while True:

@@ -99,14 +99,16 @@ async def _leaves(conn: asyncpg.Connection, tenant_id: uuid.UUID, size: int, end
             low += FETCH_ROWS
             # PostgreSQL reads the next rows while this process hashes these (a short page: a gap, or the end)
             pending = fetch(low) if low < end and len(rows) == FETCH_ROWS else None
-            for row in rows:
-                if row[0] != size + len(leaves) + 1:
-                    # seq is assigned under a row lock and committed in order, so a gap does not close by itself:
-                    # an event removed before it was integrated. Never skip a position; say so.
-                    log.warning("tenant %s: event seq %d is missing; its tree waits at size %d", tenant_id,
-                                size + len(leaves) + 1, size + len(leaves))  # fmt: skip
-                    return leaves
-                leaves.append(leaf(row))
+            expected = size + len(leaves) + 1
+            if rows and (rows[0][0] != expected or rows[-1][0] != expected + len(rows) - 1):
+                # seq is assigned under a row lock and committed in order, so a gap does not close by itself:
+                # an event removed before it was integrated. Never skip a position; say so.
+                at = next(i for i, row in enumerate(rows) if row[0] != expected + i)
+                leaves.extend(leaf(row) for row in rows[:at])
+                log.warning("tenant %s: event seq %d is missing; its tree waits at size %d", tenant_id,
+                            size + len(leaves) + 1, size + len(leaves))  # fmt: skip
+                return leaves
+            leaves.extend([leaf(row) for row in rows])  # seqs are unique and ordered: first and last tell a gap
         return leaves
     finally:
         if pending is not None:
