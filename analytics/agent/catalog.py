@@ -1,9 +1,10 @@
 """What the agent knows about the caller's ``events``, read from the engine, never hard-coded in a prompt.
 
 The columns and their types come from ``analytics.schema``; the value sets of ``action``, ``severity`` and
-``resource_type`` (with counts), the time range held and the event count come from one grouped scan of
-the tenant's ``events``; the metadata keys from a bounded sample (up to 2,000 rows carrying metadata, from the
-last day of events held; skipped if it runs past its time limit). The
+``resource_type`` (with counts), the time range held and the event count from ``summary`` (PostgreSQL's own
+grouping of the hot tail plus each lake file's counts, kept per file: no scan of the events through the
+engine); the metadata keys from a bounded sample (up to 2,000 rows carrying metadata, from the last day of
+events held; skipped if it runs past its time limit). The
 result is rendered into the model's instructions as prose plus one ``Schema:`` JSON line, which the offline
 model reads back the same way a hosted model reads the prose.
 
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
+from analytics.agent.summary import EventSummary
 from analytics.engine import QueryTimeout
 from analytics.schema import EVENT_SCHEMA
 
@@ -33,12 +35,6 @@ MAX_VALUES: Final = 100
 METADATA_SAMPLE: Final = 2_000
 SCHEMA_MARKER: Final = "Schema: "
 
-_VALUES_SQL: Final = """
-SELECT action, severity, resource_type, GROUPING(action, severity, resource_type) AS g, count(*) AS n,
-       min("timestamp") AS first_at, max("timestamp") AS last_at
-FROM events
-GROUP BY GROUPING SETS ((), (action), (severity), (resource_type))
-"""
 _KEYS_SQL: Final = f"""
 SELECT k, count(*) AS n FROM (
   SELECT unnest(json_keys(metadata)) AS k
@@ -46,11 +42,12 @@ SELECT k, count(*) AS n FROM (
         LIMIT {METADATA_SAMPLE})
 ) GROUP BY k ORDER BY n DESC, k LIMIT {MAX_VALUES}
 """
-_BY: Final = {0b011: "action", 0b101: "severity", 0b110: "resource_type", 0b111: "total"}
 
 RunQuery = Callable[[str, tuple[str, ...], datetime | None], Awaitable[list[dict[str, Any]]]]
 """Runs trusted SQL over the tenant's ``events`` projected to the given columns (only events at or after the
 given time, when one is given: the filter reaches PostgreSQL and the lake's file pruning); returns the rows."""
+Summarize = Callable[[], Awaitable[EventSummary]]
+"""The tenant's value sets, counts and time range (``analytics.agent.summary.summarize_events``)."""
 SAMPLE_WINDOW: Final = timedelta(days=1)
 """Metadata keys are sampled from the last day of events held (a bounded read, however many events)."""
 
@@ -135,17 +132,10 @@ def _ordered(counts: dict[str, int]) -> dict[str, int]:
     return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:MAX_VALUES])
 
 
-async def load_catalog(run: RunQuery) -> Catalog:
-    """The catalog of the tenant behind ``run`` (two scans: the value sets, then a metadata sample)."""
-    groups: dict[str, dict[str, int]] = {"action": {}, "severity": {}, "resource_type": {}}
-    total, first_at, last_at, newest = 0, None, None, None
-    for row in await run(_VALUES_SQL, ("timestamp", "action", "severity", "resource_type"), None):
-        kind = _BY.get(int(row["g"]))
-        if kind == "total":
-            total, first_at, last_at = int(row["n"]), _iso(row["first_at"]), _iso(row["last_at"])
-            newest = row["last_at"]
-        elif kind is not None and row[kind] is not None:
-            groups[kind][str(row[kind])] = int(row["n"])
+async def load_catalog(run: RunQuery, summarize: Summarize) -> Catalog:
+    """The catalog of the tenant behind ``run`` and ``summarize`` (the summary, then a metadata sample)."""
+    summary = await summarize()
+    newest = summary.last_at
     keys: list[str] = []
     if isinstance(newest, datetime):
         try:
@@ -153,12 +143,12 @@ async def load_catalog(run: RunQuery) -> Catalog:
         except QueryTimeout:
             log.warning("metadata keys not sampled: the sample ran past its time limit")
     return Catalog(
-        total=total,
-        first_at=first_at,
-        last_at=last_at,
-        actions=_ordered(groups["action"]),
-        severities=_ordered(groups["severity"]),
-        resource_types=_ordered(groups["resource_type"]),
+        total=summary.total,
+        first_at=_iso(summary.first_at),
+        last_at=_iso(newest),
+        actions=_ordered(summary.actions),
+        severities=_ordered(summary.severities),
+        resource_types=_ordered(summary.resource_types),
         metadata_keys=keys,
     )
 
@@ -171,12 +161,12 @@ class CatalogCache:
         self.max_tenants = max_tenants
         self._entries: dict[uuid.UUID, tuple[float, Catalog]] = {}
 
-    async def get(self, tenant_id: uuid.UUID, run: RunQuery) -> Catalog:
+    async def get(self, tenant_id: uuid.UUID, run: RunQuery, summarize: Summarize) -> Catalog:
         now = time.monotonic()
         hit = self._entries.get(tenant_id)
         if hit is not None and now - hit[0] < self.ttl:
             return hit[1]
-        catalog = await load_catalog(run)
+        catalog = await load_catalog(run, summarize)
         if len(self._entries) >= self.max_tenants:
             self._entries.clear()
         self._entries[tenant_id] = (now, catalog)

@@ -20,6 +20,7 @@ from pydantic_ai.models import Model
 
 from analytics.agent import Answer, AskDeps, CatalogCache, Turn, ask, resolve_model
 from analytics.agent.analyst import Emit
+from analytics.agent.summary import EventSummary, FileSummaries, summarize_events
 from analytics.engine import EngineSession
 from analytics.tenant import open_tenant_events
 from app.auth.principal import Principal
@@ -66,6 +67,14 @@ def _catalogs(runtime: Runtime) -> CatalogCache:
     return cache
 
 
+def _file_summaries(runtime: Runtime) -> FileSummaries:
+    cache = runtime.services.get("chat_file_summaries")
+    if cache is None:
+        cache = runtime.services["chat_file_summaries"] = FileSummaries()
+    assert isinstance(cache, FileSummaries)
+    return cache
+
+
 def tenant_events(runtime: Runtime, tenant_id: uuid.UUID) -> Any:
     """``open_events`` for the agent: the caller's tenant's events projected to ``columns``."""
     engine, store = engine_of(runtime), lake_store_of(runtime)
@@ -102,7 +111,11 @@ async def answer_question(
         async with open_events(columns, filters) as session:
             return list((await session.query(sql, time_limit=QUERY_TIME_LIMIT_S)).to_pylist())
 
-    catalog = await _catalogs(runtime).get(principal.tenant_id, run)
+    async def summarize() -> EventSummary:
+        async with runtime.db.read(principal.tenant_id) as pg:
+            return await summarize_events(pg, principal.tenant_id, lake_store_of(runtime), _file_summaries(runtime))
+
+    catalog = await _catalogs(runtime).get(principal.tenant_id, run, summarize)
     deps = AskDeps(
         open_events=open_events, catalog=catalog, max_rows=MAX_ROWS, time_limit_s=QUERY_TIME_LIMIT_S, emit=emit
     )

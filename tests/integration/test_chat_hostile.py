@@ -18,7 +18,7 @@ from pydantic_ai.models.function import AgentInfo, FunctionModel
 
 import app.chat.service as chat_service
 from analytics.agent.analyst import MAX_SQL_RETRIES
-from analytics.agent.catalog import _KEYS_SQL, _VALUES_SQL
+from analytics.agent.catalog import _KEYS_SQL
 from analytics.engine import AnalyticsEngine, EngineSession
 from tests.conftest import ApiClient, Database, make_settings, make_tenant, running_app
 from tests.integration.chat_data import count, eq, seed
@@ -50,7 +50,7 @@ class SpyEngine(AnalyticsEngine):
             yield session
 
     def agent_statements(self) -> list[str]:
-        return [s for s in self.statements if s not in (_VALUES_SQL, _KEYS_SQL)]
+        return [s for s in self.statements if s != _KEYS_SQL]
 
 
 class Scripted:
