@@ -33,6 +33,7 @@ import msgspec
 import pyarrow as pa
 
 from analytics.filters import lake_expression
+from analytics.lake.rollups import ROLLUP_STATE, rollups_ready
 from analytics.lake_seam import lake_module
 from analytics.tail import snapshot
 from db.event_filters import Binder, LogFilters, filter_predicate
@@ -59,13 +60,6 @@ _NO_FILTERS: Final = LogFilters()
 # GROUPING(bucket, action, severity, resource_type): a bit is set for each column NOT grouped by.
 _SETS: Final = {0b1111: "total", 0b1011: "action", 0b1101: "severity", 0b1110: "resource_type", 0b0111: "bucket",
                 0b0101: "severity_bucket"}  # fmt: skip
-_STATE: Final = """
-SELECT coalesce(max(last_seq), 0) AS watermark, coalesce(max(rollup_from), 0) AS rollup_from
-FROM lake_watermarks WHERE tenant_id = $1
-"""
-_ROLLUPS_EXIST: Final = "SELECT to_regclass('lake_rollups') IS NOT NULL"
-_rollups_exist = False
-"""Set once a database with ``lake_rollups`` was seen (a database migrated before they existed scans)."""
 
 
 @dataclass(slots=True)
@@ -216,14 +210,11 @@ async def count_window(
     if interval not in ("hour", "day") or not answerable(filters):
         return None
     window = _Window.of(filters.start_time, filters.end_time)
-    global _rollups_exist
-    if not _rollups_exist:
-        _rollups_exist = bool(await pg.fetchval(_ROLLUPS_EXIST))
-        if not _rollups_exist:
-            return None
+    if not await rollups_ready(pg):
+        return None
     out = WindowCounts()
     async with snapshot(pg, tenant_id):
-        state = await pg.fetchrow(_STATE, tenant_id)
+        state = await pg.fetchrow(ROLLUP_STATE, tenant_id)
         watermark, rollup_from = int(state["watermark"]), int(state["rollup_from"])
         if rollup_from > 0:
             return None

@@ -45,6 +45,7 @@ import pyarrow.parquet as pq
 
 from analytics.lake.keys import lake_encryption_properties
 from analytics.lake.manifest import checkpoint_path, file_path
+from analytics.lake.rollups import HourCounts, backfill_rollups, write_rollups
 from analytics.lake.schema import LAKE_SCHEMA
 from db.leaf import flat_leaf_hasher
 from db.tenancy import bind_tenant
@@ -215,11 +216,14 @@ class DayFiles:
     keyring: TenantKeyring
     row_group_rows: int = ROW_GROUP_ROWS
     files: dict[date, StagedFile] = field(default_factory=dict)
+    counts: HourCounts = field(default_factory=HourCounts)
+    """The rows added, counted per hour (``analytics.lake.rollups``), listed with the files."""
     _writers: dict[date, pq.ParquetWriter] = field(default_factory=dict)
     _pending: dict[date, list[pa.RecordBatch]] = field(default_factory=dict)
     _pending_rows: dict[date, int] = field(default_factory=dict)
 
     def add(self, batch: pa.RecordBatch) -> None:
+        self.counts.add(batch)
         for day, part in batch_days(batch):
             seqs = part.column("seq")
             lo, hi = pc.min_max(seqs).values()
@@ -277,9 +281,11 @@ async def write_manifest(
     expected_watermark: int,
     new_watermark: int | None = None,
     retire: Sequence[str] = (),
+    rollups: HourCounts | None = None,
     on_step: StepHook = _noop,
 ) -> None:
-    """List ``files`` (and retire ``retire``) and, if given, move the watermark: one transaction."""
+    """List ``files`` (and retire ``retire``), add ``rollups`` (the listed rows' counts) and, if given, move the
+    watermark: one transaction."""
     async with bind_tenant(conn, tenant_id):
         current = await conn.fetchval(_LOCK_WATERMARK, tenant_id)
         if current != expected_watermark:
@@ -303,6 +309,8 @@ async def write_manifest(
             [f.rows for f in files],
             [f.bytes for f in files],
         )
+        if rollups is not None:
+            await write_rollups(conn, tenant_id, rollups)
         on_step("manifest_written")
         if new_watermark is not None:
             await conn.execute(_MOVE_WATERMARK, tenant_id, new_watermark)
@@ -369,7 +377,9 @@ async def _export_run(
     finally:
         for f in staged:
             f.staged.unlink(missing_ok=True)
-    await write_manifest(conn, tenant_id, staged, expected_watermark=watermark, new_watermark=high, on_step=on_step)
+    await write_manifest(
+        conn, tenant_id, staged, expected_watermark=watermark, new_watermark=high, rollups=days.counts, on_step=on_step
+    )
     on_step("committed")
     return read, len(staged), high
 
@@ -410,6 +420,7 @@ async def export_tenant(
         if not got:
             result.skipped = True
             return result
+        await backfill_rollups(conn, store, tenant_id)
         while True:
             rows, files, watermark = await _export_run(
                 conn, store, keyrings, tenant_id, batch_rows=batch_rows, run_rows=run_rows, on_step=on_step
