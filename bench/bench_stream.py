@@ -5,6 +5,9 @@ Run on demand (never in CI): ``uv run --frozen python bench/bench_stream.py`` (`
 each) on 127.0.0.1, opens the subscribers (half on each process, in two child processes of their own so
 the poster is not starved), then:
 
+0. The ceiling: the same subscribers on two bare Litestar WebSocket servers (``bench/hello_ws.py``, Granian,
+   no database) that push frames of an event's size at the same rate and in the same batches; made → received
+   p50/p99. The stream cannot beat it on this machine: it is what the transport and the clients cost.
 1. Delivery latency at a paced load: ``--rate`` events/s posted in ``POST /logs/bulk`` requests of ``--batch``
    events (``--batch 1``: single ``POST /logs``), alternating between the two processes, for ``--seconds``;
    for each event, the time from its ``201`` to each subscriber's frame (clamped at 0: a frame may arrive
@@ -36,21 +39,26 @@ from bench import ROOT, Stack, make_event, writer_token
 from db import migrate
 from db.provision import OWNER_ROLE
 
+EVENT_ID = (b'"data":{"id":"', b'"')
+"""Where a stream frame names its event: the key the poster's 201 time is looked up by."""
+MADE_AT = (b'"data":{"t":', b",")
+"""Where a ceiling frame carries the time it was made."""
 
-def _subscriber_proc(urls: list[str], token: str, seconds: float, ready: Any, out: Any) -> None:
-    """Child process: hold one socket per URL, record (event id, receive time) for every log frame."""
+
+def _subscriber_proc(
+    urls: list[str], token: str | None, seconds: float, ready: Any, out: Any, key: tuple[bytes, bytes]
+) -> None:
+    """Child process: hold one socket per URL, record (key, receive time) for every frame that has the key."""
+    marker, end = key
 
     async def run() -> list[tuple[str, float]]:
         seen: list[tuple[str, float]] = []
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
         async with aiohttp.ClientSession() as session:
-            sockets = [
-                await session.ws_connect(url, headers={"Authorization": f"Bearer {token}"}, max_msg_size=0)
-                for url in urls
-            ]
+            sockets = [await session.ws_connect(url, headers=headers, max_msg_size=0) for url in urls]
             ready.set()
 
             async def read(ws: aiohttp.ClientWebSocketResponse) -> None:
-                marker = b'"data":{"id":"'
                 while True:
                     msg = await ws.receive()
                     if msg.type != aiohttp.WSMsgType.TEXT:
@@ -60,7 +68,7 @@ def _subscriber_proc(urls: list[str], token: str, seconds: float, ready: Any, ou
                     at = data.find(marker)
                     if at >= 0:
                         start = at + len(marker)
-                        seen.append((data[start : start + 36].decode(), now))
+                        seen.append((data[start : data.index(end, start)].decode(), now))
 
             readers = [asyncio.create_task(read(ws)) for ws in sockets]
             await asyncio.sleep(seconds)
@@ -141,18 +149,58 @@ async def _bulk_rate(base: str, token: str, seconds: float, clients: int = 4, si
     return done / (time.monotonic() - start)
 
 
-def _start_subscribers(ws_urls: list[str], token: str, count: int, seconds: float) -> list[tuple[mp.Process, Any]]:
+def _start_subscribers(
+    ws_urls: list[str], token: str | None, count: int, seconds: float, key: tuple[bytes, bytes] = EVENT_ID
+) -> list[tuple[Any, Any]]:
     ctx = mp.get_context("spawn")
     groups = [[ws_urls[i % 2] for i in range(count) if i % 2 == g] for g in (0, 1)]
     procs = []
     for urls in groups:
         ready = ctx.Event()
         parent, child = ctx.Pipe(duplex=False)
-        proc = ctx.Process(target=_subscriber_proc, args=(urls, token, seconds, ready, child))
+        proc = ctx.Process(target=_subscriber_proc, args=(urls, token, seconds, ready, child, key))
         proc.start()
         ready.wait(60)
         procs.append((proc, parent))
     return procs
+
+
+def _collect(subs: list[tuple[Any, Any]]) -> list[tuple[str, float]]:
+    seen: list[tuple[str, float]] = []
+    for proc, pipe in subs:
+        seen.extend(pipe.recv())
+        proc.join()
+    return seen
+
+
+def _percentiles(latencies: list[float]) -> tuple[float, float]:
+    if len(latencies) <= 100:
+        return float("nan"), float("nan")
+    p = statistics.quantiles(latencies, n=100)
+    return p[49], p[98]
+
+
+def _ceiling(stack: Stack, args: argparse.Namespace) -> tuple[float, float, int]:
+    """Made → received p50/p99 (ms) and frames received, from two bare WebSocket servers at the same load."""
+    ports = [stack.serve("bench.hello_ws:create_app", stack.api_env()) for _ in range(2)]
+    try:
+        subs = _start_subscribers(
+            [f"ws://127.0.0.1:{p}/push" for p in ports], None, args.subscribers, args.seconds + 8, key=MADE_AT
+        )
+        time.sleep(1.0)
+
+        async def start_both() -> None:
+            params = {"posts": args.rate / args.batch, "batch": args.batch, "seconds": args.seconds}
+            async with httpx.AsyncClient(timeout=args.seconds + 60) as client:
+                await asyncio.gather(*[client.get(f"http://127.0.0.1:{p}/start", params=params) for p in ports])
+
+        asyncio.run(start_both())
+        seen = _collect(subs)
+    finally:
+        stack.stop_servers()
+    latencies = sorted(max(0.0, at - float(made)) * 1000 for made, at in seen)
+    p50, p99 = _percentiles(latencies)
+    return p50, p99, len(latencies)
 
 
 def main() -> None:
@@ -168,6 +216,12 @@ def main() -> None:
     try:
         asyncio.run(stack.create_database())
         migrate.upgrade(stack.url(OWNER_ROLE))
+        c50, c99, ceiling_frames = _ceiling(stack, args)
+        print(
+            f"ceiling: bare WebSocket servers, {args.subscribers} subscribers on 2 processes, {args.rate} frames/s"
+            f" in batches of {args.batch} for {args.seconds:.0f} s: {ceiling_frames} frames received;"
+            f" made→received p50 {c50:.1f} ms, p99 {c99:.1f} ms"
+        )
         env = stack.api_env()
         subprocess.run([sys.executable, "-m", "app.cli", "migrate"], cwd=ROOT, env=env, check=True, capture_output=True)
         ports = [stack.serve("app.asgi:create_app_from_env", env) for _ in range(2)]
@@ -179,19 +233,15 @@ def main() -> None:
         subs = _start_subscribers(ws_urls, token, args.subscribers, args.seconds + 8)
         time.sleep(1.0)
         acked = asyncio.run(_paced_posts(bases, token, args.rate, args.seconds, args.batch))
-        seen: list[tuple[str, float]] = []
-        for proc, pipe in subs:
-            seen.extend(pipe.recv())
-            proc.join()
-        latencies = [max(0.0, at - acked[eid]) * 1000 for eid, at in seen if eid in acked]
+        seen = _collect(subs)
+        latencies = sorted(max(0.0, at - acked[eid]) * 1000 for eid, at in seen if eid in acked)
         expected = len(acked) * args.subscribers
-        latencies.sort()
-        p = statistics.quantiles(latencies, n=100) if len(latencies) > 100 else [float("nan")] * 99
+        p50, p99 = _percentiles(latencies)
         print(
             f"delivery: {args.subscribers} subscribers on 2 processes, {args.rate} events/s in POSTs of {args.batch}"
             f" for {args.seconds:.0f} s:"
             f" {len(acked)} events acknowledged, {len(latencies)}/{expected} frames received;"
-            f" 201→frame p50 {p[49]:.1f} ms, p99 {p[98]:.1f} ms (target p99 ≤ 100 ms)"
+            f" 201→frame p50 {p50:.1f} ms, p99 {p99:.1f} ms (target p99 ≤ 100 ms; {p99 / c99:.1f}x the ceiling's p99)"
         )
 
         # 2. ingest with and without subscribers (alternating, median of 2 each)
@@ -200,9 +250,7 @@ def main() -> None:
             without.append(asyncio.run(_bulk_rate(bases[0], token, args.seconds / 2)))
             subs = _start_subscribers(ws_urls, token, args.subscribers, args.seconds / 2 + 4)
             with_subs.append(asyncio.run(_bulk_rate(bases[0], token, args.seconds / 2)))
-            for proc, pipe in subs:
-                pipe.recv()
-                proc.join()
+            _collect(subs)
         a, b = statistics.median(without), statistics.median(with_subs)
         print(
             f"ingest: without subscribers {a:,.0f} events/s (runs {', '.join(f'{x:,.0f}' for x in without)}),"
