@@ -1,7 +1,9 @@
 """Running one checked statement in the engine's sandbox, with a row limit and a time limit.
 
 ``OpenEvents`` opens the caller's tenant ``events`` (lake plus hot tail, one snapshot) projected to the
-columns the statement reads; the caller supplies it, bound to the tenant, so nothing here chooses a tenant.
+columns the statement reads and limited to the time window its ``WHERE`` bounds it to (``CheckedSql.since``/
+``until``: the hot tail then reads that window through PostgreSQL's index and the lake only its days); the
+caller supplies it, bound to the tenant, so nothing here chooses a tenant.
 The result is streamed and cut after ``max_rows`` (one more row is read to know whether it was
 ``truncated``; leaving the stream early interrupts the query). Values are turned into JSON-ready builtins.
 """
@@ -18,10 +20,11 @@ from typing import Any, cast
 
 from analytics.agent.sql_guard import CheckedSql
 from analytics.engine import EngineSession
+from db.event_filters import LogFilters
 
 __all__ = ["OpenEvents", "QueryResult", "plain", "run_checked"]
 
-OpenEvents = Callable[[tuple[str, ...] | None], contextlib.AbstractAsyncContextManager[EngineSession]]
+OpenEvents = Callable[[tuple[str, ...] | None, LogFilters], contextlib.AbstractAsyncContextManager[EngineSession]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +69,7 @@ async def run_checked(open_events: OpenEvents, checked: CheckedSql, *, max_rows:
     rows: list[list[Any]] = []
     truncated = False
     async with (
-        open_events(checked.columns) as session,
+        open_events(checked.columns, LogFilters(start_time=checked.since, end_time=checked.until)) as session,
         contextlib.aclosing(
             cast(AsyncGenerator[Any, None], session.stream(checked.sql, batch_rows=max_rows + 1, time_limit=time_limit))
         ) as stream,

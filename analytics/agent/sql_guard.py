@@ -15,6 +15,12 @@ What runs is **the statement as sqlglot regenerated it**, comments dropped, neve
 engine executes exactly the tree that was checked, so a comment or a quirk that DuckDB's parser reads
 differently from sqlglot's cannot smuggle a second statement past the check.
 
+The check also reads off the time window a statement is bounded to (``CheckedSql.since``/``until``): when it
+reads ``events`` once, with no subquery or CTE, and its ``WHERE`` is a conjunction bounding ``"timestamp"`` by
+constants, only rows in that window can reach its result, so the engine may read only them (PostgreSQL's
+index on the hot tail, the lake's day partitions). The window is always a superset; the statement's own
+``WHERE`` still applies.
+
 This is the first wall. The second is the engine's sandbox (``analytics.engine``: no external access,
 configuration locked, only ``events`` registered, time and memory limits), which holds even if this
 check were ever wrong.
@@ -23,6 +29,7 @@ check were ever wrong.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Final
 
 import sqlglot
@@ -116,6 +123,10 @@ class CheckedSql:
     """The statement to run: sqlglot's rendering of the checked tree, without comments."""
     columns: tuple[str, ...] | None
     """The event columns it reads (``None``: all of them, e.g. for ``*``), so the engine decrypts no more."""
+    since: datetime | None = None
+    """Every row the statement can use has ``timestamp >= since`` (see the module docstring)."""
+    until: datetime | None = None
+    """Every row the statement can use has ``timestamp <= until``."""
 
 
 def _root_kind(node: exp.Expr) -> str:
@@ -172,6 +183,54 @@ def _columns(tree: exp.Expression) -> tuple[str, ...] | None:
     return used or ("id",)
 
 
+def _instant(node: exp.Expression) -> datetime | None:
+    """The value of a ``TIMESTAMPTZ '...'`` (or ``'...'::TIMESTAMPTZ``) literal with an explicit offset."""
+    if not isinstance(node, exp.Cast) or not isinstance(node.this, exp.Literal) or not node.this.is_string:
+        return None
+    if not node.to.is_type(exp.DataType.Type.TIMESTAMPTZ):
+        return None
+    text = node.this.this.strip()
+    if len(text) > 3 and text[-3] in "+-" and text[-2:].isdigit():
+        text += ":00"  # DuckDB's '+00' offset form
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return value.astimezone(UTC) if value.tzinfo is not None else None
+
+
+def _is_timestamp(node: exp.Expression) -> bool:
+    return isinstance(node, exp.Column) and node.name == "timestamp" and node.table in ("", "events")
+
+
+def _window(tree: exp.Expression) -> tuple[datetime | None, datetime | None]:
+    """(since, until) bounding every row a single-``events`` statement reads, or (None, None)."""
+    if not isinstance(tree, exp.Select) or tree.args.get("with") or len(list(tree.find_all(exp.Table))) != 1:
+        return None, None
+    if any(node is not tree for node in tree.find_all(exp.Select)):
+        return None, None
+    where = tree.args.get("where")
+    if where is None:
+        return None, None
+    since: datetime | None = None
+    until: datetime | None = None
+    for part in where.this.flatten() if isinstance(where.this, exp.And) else [where.this]:
+        if not isinstance(part, exp.GT | exp.GTE | exp.LT | exp.LTE):
+            continue
+        left, right = part.this, part.expression
+        lower = isinstance(part, exp.GT | exp.GTE)
+        if _is_timestamp(right):  # constant op "timestamp": the other way round
+            left, right, lower = right, left, not lower
+        value = _instant(right) if _is_timestamp(left) else None
+        if value is None:
+            continue
+        if lower:
+            since = value if since is None else max(since, value)
+        else:
+            until = value if until is None else min(until, value)
+    return since, until
+
+
 def check_sql(text: str) -> CheckedSql:
     """The statement to run for ``text``, or :class:`SqlRefused` saying why it may not run."""
     if not text or not text.strip():
@@ -200,4 +259,5 @@ def check_sql(text: str) -> CheckedSql:
         sql = tree.sql(dialect="duckdb", comments=False)
     except SqlglotError as e:
         raise SqlRefused(f"the statement cannot be rendered: {e}") from None
-    return CheckedSql(sql=sql, columns=_columns(tree))
+    since, until = _window(tree)
+    return CheckedSql(sql=sql, columns=_columns(tree), since=since, until=until)

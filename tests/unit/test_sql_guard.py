@@ -3,6 +3,8 @@ checked tree re-rendered without comments (so nothing hidden in the text can run
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
 from analytics.agent.sql_guard import MAX_SQL_CHARS, SqlRefused, check_sql
@@ -133,3 +135,30 @@ def test_columns_read_are_known_so_the_engine_decrypts_no_more() -> None:
 def test_too_long_is_refused() -> None:
     with pytest.raises(SqlRefused, match="longer than"):
         check_sql("SELECT " + " + ".join(["1"] * MAX_SQL_CHARS) + " FROM events")
+
+
+def test_the_time_window_a_statement_is_bounded_to_is_read_off_for_the_engine() -> None:
+    july, end = "TIMESTAMPTZ '2025-07-01 00:00:00.000000+00'", "TIMESTAMPTZ '2025-07-25 00:00:00+02'"
+    first, last = datetime(2025, 7, 1, tzinfo=UTC), datetime(2025, 7, 24, 22, tzinfo=UTC)
+    both = check_sql(f"""SELECT count(*) FROM events WHERE severity = 'ERROR' AND "timestamp" >= {july}
+                         AND "timestamp" < {end}""")  # fmt: skip
+    assert (both.since, both.until) == (first, last)
+    flipped = check_sql(f'SELECT id FROM events e WHERE {july} <= e."timestamp" AND "timestamp" > {end}')
+    assert (flipped.since, flipped.until) == (last, None)  # the tighter lower bound
+    casted = check_sql("SELECT id FROM events WHERE \"timestamp\" <= '2025-07-02T00:00:00Z'::TIMESTAMPTZ")
+    assert (casted.since, casted.until) == (None, datetime(2025, 7, 2, tzinfo=UTC))
+    # anything that could reach rows outside the bounds: no window (the engine reads everything, as before)
+    unbounded = [
+        f"SELECT count(*) FROM events WHERE \"timestamp\" >= {july} OR severity = 'ERROR'",
+        f'SELECT count(*) FROM events WHERE NOT ("timestamp" < {july})',
+        f'SELECT (SELECT count(*) FROM events) AS n FROM events WHERE "timestamp" >= {july}',
+        f'WITH e AS (SELECT * FROM events) SELECT count(*) FROM e WHERE "timestamp" >= {july}',
+        f'SELECT count(*) FROM events a JOIN events b USING (id) WHERE a."timestamp" >= {july}',
+        "SELECT count(*) FROM events WHERE \"timestamp\" >= TIMESTAMP '2025-07-01 00:00:00'",
+        "SELECT count(*) FROM events WHERE \"timestamp\" >= TIMESTAMPTZ '2025-07-01 00:00:00'",
+        f"SELECT count(*) FROM events WHERE received_at >= {july}",
+        f'SELECT count(*) FROM events UNION ALL SELECT count(*) FROM events WHERE "timestamp" >= {july}',
+    ]
+    for sql in unbounded:
+        checked = check_sql(sql)
+        assert (checked.since, checked.until) == (None, None), sql
