@@ -183,6 +183,13 @@ async def test_a_tenants_lake_verifies_offline_and_tampering_with_a_row_is_detec
 
     _failed(tampered(in_file(0, releafed)), "do not hash to the checkpoint's root")
 
+    # a row without its leaf hash (as compacted from a file of an older writer) is not taken on trust
+    def no_leaf(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        remember(rows, 6)["leaf_hash"] = None
+        return rows
+
+    _failed(tampered(in_file(0, no_leaf)), f"event {target['id']}): no leaf hash")
+
     # a deleted row: its seq is named
     def delete(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         remember(rows, 10)
