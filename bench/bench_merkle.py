@@ -12,7 +12,8 @@ starts its own embedded PostgreSQL (or uses ``AUDIT_BENCH_ADMIN_URL``), then in 
 3. for S seconds, one producer submits 1,000-event batches through the writer back to back (bulk-ingest
    load) while the integrator runs as in the worker (LISTEN, ``AUDIT_CHECKPOINT_INTERVAL_SECONDS`` = 0.5);
    a poller (every 10 ms) sees when each batch's last event is in a signed checkpoint. Prints p50/p99/max of
-   commit (the writer's return, i.e. the ``201``) → inclusion in a checkpoint, over batches.
+   commit (the writer's return, i.e. the ``201``) → inclusion in a checkpoint, over batches;
+4. exports the tenant to a local lake and times ``auditlog verify`` over its folder (rows/s).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from analytics.lake import LakeStore, export_tenant  # noqa: E402
 from app.demo_data import demo_events  # noqa: E402
 from app.logs.ingest import IngestWriter  # noqa: E402
 from app.logs.prepare import prepare_event  # noqa: E402
@@ -46,6 +48,7 @@ from app.tenants.service import create_tenant  # noqa: E402
 from app.verifiable.integrator import Integrator, integrate_tenant  # noqa: E402
 from app.verifiable.keys import checkpoint_keys  # noqa: E402
 from app.verifiable.note import generate_signer_key  # noqa: E402
+from app.verifiable.verify_lake import verify_lake  # noqa: E402
 from bench import CPUMeter, Stack  # noqa: E402
 from db import migrate  # noqa: E402
 from db.leaf import LeafFields, leaf_hash  # noqa: E402
@@ -187,6 +190,23 @@ async def run(stack: Stack, workdir: Path, events: int, seconds: float, profile:
               f"integrating; commit -> signed checkpoint over {len(delays)} batches: p50 "
               f"{statistics.median(delays) * 1000:.0f} ms, p99 {_pct(delays, 0.99) * 1000:.0f} ms, "
               f"max {max(delays) * 1000:.0f} ms")  # fmt: skip
+
+        # the tenant's lake (it stops at the tree's size) and the offline verifier over its folder
+        for _ in range(100):
+            if (await integrate_tenant(runtime.db, tid, keys)).new_size >= total + sent:
+                break
+        lake = LakeStore.from_url(str(workdir / "lake"))
+        conn = await asyncpg.connect(dsn)
+        try:
+            exported = await export_tenant(conn, lake, runtime.keyrings, tid)
+        finally:
+            await conn.close()
+        started = time.perf_counter()
+        report = verify_lake(workdir / "lake" / f"tenant_id={tid}", keys.verifiers)
+        verify_s = time.perf_counter() - started
+        assert report.ok, report.failures[:5]
+        print(f"offline verification of the tenant's lake folder (auditlog verify DIR): {report.covered:,} rows "
+              f"({exported.files} files) in {verify_s:.2f} s = {report.covered / verify_s:,.0f} rows/s")  # fmt: skip
     finally:
         await owner.close()
         await writer.stop()
