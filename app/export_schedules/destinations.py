@@ -1,9 +1,10 @@
 """Sending one window's bytes to a schedule's destination: an S3 object, or one signed gzip POST.
 
 - **S3** (aioboto3, the tenant's own credentials and region, its endpoint when given, path-style addressing
-  there): the bytes are streamed into a multipart upload, ``PART_BYTES`` at a time (flat memory whatever the
-  window's size); a window smaller than one part is one ``PutObject``. The object's key is the window's name, so
-  running a window again replaces the object: never a second copy. A failed multipart upload is aborted.
+  there): the bytes are streamed into a multipart upload, ``PART_BYTES`` at a time, sent by a task of their own
+  while the next ones are read (flat memory whatever the window's size); a window smaller than one part is one
+  ``PutObject``. The object's key is the window's name, so running a window again replaces the object: never a
+  second copy. A failed multipart upload is aborted.
 - **HTTP**: the bytes are gzip-compressed into a temporary file (flat memory), then posted in one request with
   ``Content-Encoding: gzip``, ``X-Auditlog-Signature`` (the alerts' scheme, signed just before sending, with one
   ``v1`` over the gzip bytes as sent and one over the decompressed content: servers that undo the content
@@ -51,7 +52,9 @@ __all__ = [
 ]
 
 PART_BYTES: Final = 8 * 1024 * 1024
-"""Multipart part size (S3's minimum is 5 MiB); also about the most an S3 delivery holds in memory."""
+"""Multipart part size (S3's minimum is 5 MiB)."""
+QUEUED_PARTS: Final = 2
+"""Parts waiting for the sender beside the one it sends: what an S3 delivery holds in memory besides one batch."""
 HTTP_TIMEOUT: Final = httpx.Timeout(30.0, read=120.0, write=120.0)
 RESERVED_HEADERS: Final = frozenset(
     {
@@ -171,6 +174,61 @@ def _s3_error(exc: Exception, dest: S3Destination) -> DeliveryFailed:
     return DeliveryFailed(_scrub(f"S3: {type(exc).__name__}: {exc}", secrets_of(dest)))
 
 
+class _MultipartUpload:
+    """One object's multipart upload, its parts sent by a task of their own while the caller produces the next
+    ones (at most ``QUEUED_PARTS`` waiting): reading the window and uploading it overlap, and memory stays at a
+    few parts."""
+
+    def __init__(self, s3: Any, bucket: str, key: str, content_type: str) -> None:
+        self.s3, self.bucket, self.key, self.content_type = s3, bucket, key, content_type
+        self.upload_id: str | None = None
+        self.parts: list[dict[str, Any]] = []
+        self._queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=QUEUED_PARTS)
+        self._task: asyncio.Task[None] | None = None
+
+    async def _send(self) -> None:
+        while (body := await self._queue.get()) is not None:
+            number = len(self.parts) + 1
+            assert self.upload_id is not None
+            part = await self.s3.upload_part(
+                Bucket=self.bucket, Key=self.key, UploadId=self.upload_id, PartNumber=number, Body=body
+            )
+            self.parts.append({"PartNumber": number, "ETag": part["ETag"]})
+
+    async def put(self, body: bytes | None) -> None:
+        """Queue a part (``None``: no more parts), waiting while the queue is full; the sender's error, if any."""
+        if self._task is None:
+            made = await self.s3.create_multipart_upload(
+                Bucket=self.bucket, Key=self.key, ContentType=self.content_type
+            )
+            self.upload_id = made["UploadId"]
+            self._task = asyncio.create_task(self._send(), name=f"s3-parts-{self.key}")
+        putting = asyncio.ensure_future(self._queue.put(body))
+        await asyncio.wait({putting, self._task}, return_when=asyncio.FIRST_COMPLETED)
+        if not putting.done():
+            putting.cancel()
+            self._task.result()  # the sender stopped: its error
+            raise RuntimeError("the part sender stopped")
+
+    async def complete(self) -> None:
+        await self.put(None)
+        assert self._task is not None
+        await self._task
+        await self.s3.complete_multipart_upload(
+            Bucket=self.bucket, Key=self.key, UploadId=self.upload_id, MultipartUpload={"Parts": self.parts}
+        )
+        self.upload_id = None
+
+    async def abort(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._task
+        if self.upload_id is not None:
+            with contextlib.suppress(Exception):  # the upload's own error is the one to report
+                await self.s3.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self.upload_id)
+
+
 async def upload_s3(
     dest: S3Destination,
     name: str,
@@ -191,40 +249,24 @@ async def upload_s3(
     try:
         async with _s3_client(dest) as s3:
             buffer = bytearray()
-            upload_id: str | None = None
-            parts: list[dict[str, Any]] = []
+            upload: _MultipartUpload | None = None
             try:
                 async for chunk in chunks:
                     buffer += chunk
                     total += len(chunk)
                     while len(buffer) >= PART_BYTES:
-                        if upload_id is None:
-                            made = await s3.create_multipart_upload(Bucket=bucket, Key=key, ContentType=content_type)
-                            upload_id = made["UploadId"]
-                        body = bytes(buffer[:PART_BYTES])
+                        upload = upload or _MultipartUpload(s3, bucket, key, content_type)
+                        await upload.put(bytes(buffer[:PART_BYTES]))
                         del buffer[:PART_BYTES]
-                        number = len(parts) + 1
-                        part = await s3.upload_part(
-                            Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body
-                        )
-                        parts.append({"PartNumber": number, "ETag": part["ETag"]})
-                if upload_id is None:
+                if upload is None:
                     await s3.put_object(Bucket=bucket, Key=key, Body=bytes(buffer), ContentType=content_type)
                 else:
                     if buffer:
-                        number = len(parts) + 1
-                        part = await s3.upload_part(
-                            Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=bytes(buffer)
-                        )
-                        parts.append({"PartNumber": number, "ETag": part["ETag"]})
-                    await s3.complete_multipart_upload(
-                        Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
-                    )
-                    upload_id = None
+                        await upload.put(bytes(buffer))
+                    await upload.complete()
             except BaseException:
-                if upload_id is not None:
-                    with contextlib.suppress(Exception):  # the upload's own error is the one to report
-                        await s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+                if upload is not None:
+                    await upload.abort()
                 raise
     except DeliveryFailed:
         raise

@@ -35,9 +35,17 @@ _QUIET = (
     "psycopg",
     "psycopg.pool",
     "alembic.runtime.plugins",
+    "botocore",
+    "aiobotocore",
+    "boto3",
+    "aioboto3",
+    "s3transfer",
+    "urllib3",
 )
 """Chatty libraries: warnings and above only (SAQ logs every cron enqueue at INFO, alembic each plugin it
-loads); alembic's migration lines stay."""
+loads); alembic's migration lines stay. botocore's debug lines carry request headers (``Authorization`` names
+a scheduled export's access key id) and httpx's info lines full URLs (a receiver's query token): never below
+warning, whatever ``AUDIT_LOG_LEVEL`` says."""
 
 
 class JsonFormatter(logging.Formatter):

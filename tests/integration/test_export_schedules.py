@@ -490,13 +490,15 @@ async def test_credentials_never_appear_in_a_response_a_log_line_or_a_database_c
     caplog: pytest.LogCaptureFixture,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
-    caplog.set_level(logging.DEBUG)
+
     token = uuid.uuid4().hex
     key_id, secret_key = f"AKIA{token[:16].upper()}", f"s3-secret-{token}"
     header_value, query_token = f"Splunk hec-{token}", f"qtok{token}"
     secrets = [key_id, secret_key, header_value, query_token]
     responses: list[str] = []
-    async with receiver() as hook, running_app(make_settings(database, tmp_path, allow_private_urls=True)) as client:
+    settings = make_settings(database, tmp_path, allow_private_urls=True, log_level="DEBUG")  # every line there is
+    async with receiver() as hook, running_app(settings) as client:
+        caplog.set_level(logging.DEBUG)  # after the app configured logging: every record reaches the capture
         tenant = await make_tenant(client)
         base = align(datetime.now(UTC), "hour") - HOUR
         name = bucket(moto_s3)
@@ -573,7 +575,9 @@ async def test_credentials_never_appear_in_a_response_a_log_line_or_a_database_c
             ("logs", logs + out + err),
             ("database", database_text),
         ):
-            assert value not in text, f"{value!r} found in {where}"
+            assert value not in text, (
+                f"{value!r} found in {where}: {text[max(0, text.find(value) - 100) : text.find(value) + 600]!r}"
+            )
             assert hexed not in text, f"{value!r} (hex) found in {where}"
 
 
@@ -734,3 +738,35 @@ async def test_positions_bound_the_read_of_a_window(database: Database, tmp_path
         assert first_max <= bound < second_min  # the second window's read starts above the first's events
         second = ids_in(hook.bodies()[1], "ndjson")
         assert second == await oracle(database, tenant.id, base + HOUR, base + 2 * HOUR) and len(second) == 2
+
+
+async def test_a_large_window_is_uploaded_in_parts_and_a_failed_upload_leaves_nothing(moto_s3: str) -> None:
+    from app.export_schedules.destinations import PART_BYTES, upload_s3
+    from app.export_schedules.schemas import S3Destination
+
+    name = bucket(moto_s3)
+    dest = S3Destination(url=f"s3://{name}/parts", access_key_id="AKIAPARTS", secret_access_key="parts-secret",
+                         endpoint_url=moto_s3, region="us-east-1")  # fmt: skip
+    pieces = [os.urandom(1024) * (3 * 1024 + n) for n in range(7)]  # ~21 MiB in uneven chunks: three parts
+
+    async def chunks() -> Any:
+        for piece in pieces:
+            yield piece
+
+    done = await upload_s3(dest, "big.ndjson", chunks(), "application/x-ndjson", allow_private=True)
+    expected = b"".join(pieces)
+    assert len(expected) > 2 * PART_BYTES and done.bytes == len(expected)
+    assert read_object(moto_s3, name, "parts/big.ndjson") == expected
+
+    async def failing() -> Any:
+        yield pieces[0] * 4  # 12 MiB: one part is sent before the read fails
+        raise RuntimeError("the read failed")
+
+    with pytest.raises(RuntimeError, match="the read failed"):
+        await upload_s3(dest, "broken.ndjson", failing(), "application/x-ndjson", allow_private=True)
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=moto_s3, aws_access_key_id="testing", aws_secret_access_key="testing",
+                      region_name="us-east-1")  # fmt: skip
+    assert s3.list_multipart_uploads(Bucket=name).get("Uploads", []) == []  # aborted
+    assert s3_objects(moto_s3, name) == ["parts/big.ndjson"]
