@@ -35,16 +35,14 @@ import hashlib
 import os
 import secrets
 import struct
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Final, Protocol, runtime_checkable
+from typing import Any, Final, Protocol, runtime_checkable
 
 import msgspec
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
-if TYPE_CHECKING:
-    import uuid
 
 __all__ = [
     "BLOB_VERSION",
@@ -325,6 +323,26 @@ class TenantKeyring:
                 return self.decrypt(blob, event_id=event_id, field=field)  # raises the precise error
             try:
                 return aead.decrypt(blob[head:body], blob[body:], prefix + event_id.bytes + suffix)
+            except InvalidTag:
+                raise DecryptionError(
+                    f"encrypted field {field!r} failed authentication (wrong tenant, event or field, or tampered data)"
+                ) from None
+
+        return open_blob
+
+    def raw_opener(self, field: str) -> Callable[[bytes, bytes], bytes]:
+        """:meth:`opener` for callers holding event ids as their 16 raw bytes (the lake export reads a batch's
+        ids as one buffer): the same checks and errors."""
+        by_header = self._aead_by_header
+        prefix, suffix = self._aad_prefix, field.encode()
+        head, body = _BLOB_HEADER.size, _BLOB_HEADER.size + NONCE_SIZE
+
+        def open_blob(blob: bytes, event_id: bytes) -> bytes:
+            aead = by_header.get(blob[:head])
+            if aead is None or len(blob) < _BLOB_MIN_SIZE or len(event_id) != 16:
+                return self.decrypt(blob, event_id=uuid.UUID(bytes=event_id), field=field)  # the precise error
+            try:
+                return aead.decrypt(blob[head:body], blob[body:], prefix + event_id + suffix)
             except InvalidTag:
                 raise DecryptionError(
                     f"encrypted field {field!r} failed authentication (wrong tenant, event or field, or tampered data)"

@@ -8,16 +8,19 @@ One run of one tenant, in order (``EXPORT_STEPS`` names the points between them;
    under a row lock released at commit), and seqs are dense, so the run must read exactly ``h - w`` rows.
    Stopping at the tree's size means the lake only ever holds integrated events: retention, which removes
    only what the lake holds, cannot remove an event before it is a leaf, and the lake ends at a checkpoint;
-2. stream them in ``seq`` order through a server-side cursor, ``batch_rows`` at a time, decrypt each payload
-   with the tenant's keyring, and append each UTC day's rows to that day's staging file (column-encrypted,
-   ``analytics.lake.keys``); memory holds a few batches whatever the volume;
+2. read them in ``seq`` order, ``batch_rows`` at a time, column by column (``analytics.lake.pg_batches``:
+   PostgreSQL folds each column of a batch into one value, the payloads are decrypted with the tenant's
+   keyring), and append each UTC day's rows to that day's staging file (column-encrypted,
+   ``analytics.lake.keys``), written by a thread of its own while the next batch is read and decrypted;
+   memory holds a few batches whatever the volume;
 3. make each file durable under its deterministic name ``tenant_id=…/date=…/events-<min seq>-<max seq>.parquet``
    (a re-run of the same range rewrites the same names instead of adding files);
 4. in ONE transaction: list the files in the manifest and move the watermark to ``h``.
 
-Each row carries its stored payload ciphertext and its Merkle leaf hash (``schema.PROOF_COLUMNS``, computed
-here with ``db.leaf``), and after the runs the tenant's signed checkpoint at the watermark is written beside
-its files (``manifest.checkpoint_path``), so ``auditlog verify`` can check the tenant's lake folder offline.
+Each row carries its stored payload ciphertext and its Merkle leaf hash (``schema.PROOF_COLUMNS``: the
+tree's own, from its level-0 tiles, or computed with ``db.leaf`` where the tree does not reach), and after
+the runs the tenant's signed checkpoint at the watermark is written beside its files
+(``manifest.checkpoint_path``), so ``auditlog verify`` can check the tenant's lake folder offline.
 
 A crash before 4 commits leaves unlisted files, invisible to readers and rewritten or garbage-collected
 later; the next run starts again from ``w``. A crash after leaves nothing to redo. A per-tenant advisory lock
@@ -29,25 +32,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import uuid
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 import asyncpg
-import msgspec
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from analytics.lake.keys import lake_encryption_properties
 from analytics.lake.manifest import checkpoint_path, file_path
+from analytics.lake.pg_batches import BATCH_SQL, MAX_BATCH_ROWS, columns_to_batch, tile_range
 from analytics.lake.rollups import HourCounts, backfill_rollups, write_rollups
 from analytics.lake.schema import LAKE_SCHEMA
-from db.leaf import flat_leaf_hasher
 from db.tenancy import bind_tenant
 
 if TYPE_CHECKING:
@@ -81,13 +85,6 @@ SELECT coalesce((SELECT last_seq FROM lake_watermarks WHERE tenant_id = $1), 0),
 """
 _CHECKPOINT = """
 SELECT note FROM merkle_checkpoints WHERE tenant_id = $1 AND tree_size <= $2 ORDER BY tree_size DESC LIMIT 1
-"""
-_ROWS = """
-SELECT id::text, seq, (extract(epoch FROM "timestamp") * 1000000)::int8,
-       (extract(epoch FROM received_at) * 1000000)::int8, action, resource_type, resource_id, user_id,
-       session_id, request_id, severity, host(ip_address), user_agent, message, payload, id,
-       substring(inet_send(ip_address) FROM 5)
-FROM audit_logs WHERE tenant_id = $1 AND seq > $2 AND seq <= $3 ORDER BY seq
 """
 _LOCK_WATERMARK = "SELECT coalesce((SELECT last_seq FROM lake_watermarks WHERE tenant_id = $1 FOR UPDATE), 0)"
 _LIST_FILES = """
@@ -146,54 +143,6 @@ async def tenant_lock(conn: asyncpg.Connection, tenant_id: uuid.UUID, *, wait: b
             await conn.execute("SELECT pg_advisory_unlock($1, hashtext($2))", LOCK_CLASS, str(tenant_id))
 
 
-class _RawPayload(msgspec.Struct):
-    metadata: msgspec.Raw = msgspec.Raw(b"null")
-    before_state: msgspec.Raw = msgspec.Raw(b"null")
-    after_state: msgspec.Raw = msgspec.Raw(b"null")
-
-
-_payload_decoder = msgspec.json.Decoder(_RawPayload)
-
-
-def _json_or_none(raw: msgspec.Raw) -> bytes | None:
-    value = bytes(raw)
-    return None if value == b"null" else value
-
-
-def records_to_batch(records: Sequence[Sequence[Any]], keyring: TenantKeyring) -> pa.RecordBatch:
-    """Rows of ``_ROWS`` → one lake record batch (payloads decrypted; a payload that fails to authenticate
-    raises ``DecryptionError`` and stops the run: the lake never holds a row it could not vouch for), each
-    row with its stored payload and its leaf hash."""
-    leaf = flat_leaf_hasher(keyring.tenant_id)
-    leaves = [leaf((r[1], r[0], *r[2:11], r[16], r[12], r[13], r[14])) for r in records]
-    cols = list(zip(*records, strict=True))
-    open_payload = keyring.opener("payload")
-    metadata: list[bytes | None] = []
-    before: list[bytes | None] = []
-    after: list[bytes | None] = []
-    for blob, event_id in zip(cols[14], cols[15], strict=True):
-        if blob is None:
-            metadata.append(None)
-            before.append(None)
-            after.append(None)
-            continue
-        payload = _payload_decoder.decode(open_payload(blob, event_id))
-        metadata.append(_json_or_none(payload.metadata))
-        before.append(_json_or_none(payload.before_state))
-        after.append(_json_or_none(payload.after_state))
-    arrays = [
-        pa.array(cols[0], pa.string()),
-        pa.array(cols[1], pa.int64()),
-        pa.array(cols[2], pa.int64()).cast(LAKE_SCHEMA.field("timestamp").type),
-        pa.array(cols[3], pa.int64()).cast(LAKE_SCHEMA.field("received_at").type),
-        *(pa.array(cols[i], pa.string()) for i in range(4, 14)),
-        *(pa.array(values, pa.binary()).cast(pa.string()) for values in (metadata, before, after)),
-        pa.array(cols[14], pa.binary()),
-        pa.array(leaves, pa.binary()),
-    ]
-    return pa.RecordBatch.from_arrays(arrays, schema=LAKE_SCHEMA)
-
-
 def batch_days(batch: pa.RecordBatch) -> list[tuple[date, pa.RecordBatch]]:
     """Split a batch by the UTC date of ``timestamp`` (rows keep their order)."""
     micros = batch.column("timestamp").cast(pa.int64())
@@ -201,16 +150,27 @@ def batch_days(batch: pa.RecordBatch) -> list[tuple[date, pa.RecordBatch]]:
     first, last = pc.min_max(days).values()
     if first == last:
         return [(_EPOCH + timedelta(days=first.as_py()), batch)]
+    if batch.num_rows > 1 and pc.all(pc.less_equal(days[:-1], days[1:])).as_py():
+        # days in order (events arriving in time order): zero-copy slices instead of filtered copies
+        starts = pc.indices_nonzero(pc.not_equal(days[1:], days[:-1])).to_pylist()
+        bounds = [0, *(i + 1 for i in starts), batch.num_rows]
+        return [
+            (_EPOCH + timedelta(days=days[a].as_py()), batch.slice(a, b - a)) for a, b in zip(bounds, bounds[1:])
+        ]
     return [(_EPOCH + timedelta(days=d), batch.filter(pc.equal(days, d))) for d in sorted(pc.unique(days).to_pylist())]
 
 
-def _convert_and_add(days: DayFiles, records: Sequence[Sequence[Any]], keyring: TenantKeyring) -> None:
-    days.add(records_to_batch(records, keyring))
+def _convert_and_add(days: DayFiles, row: Sequence[Any], lo: int, hi: int, keyring: TenantKeyring) -> None:
+    days.add(columns_to_batch(row, lo, hi, keyring))
 
 
 @dataclass
 class DayFiles:
-    """One staging Parquet file per UTC day of a run, fed batch by batch (row groups of ``ROW_GROUP_ROWS``)."""
+    """One staging Parquet file per UTC day of a run, fed batch by batch (row groups of ``ROW_GROUP_ROWS``).
+
+    Row groups are encoded, compressed and encrypted by one writer thread (pyarrow releases the GIL there) while
+    the caller prepares the next batches; at most one row group is in flight, so memory stays bounded, and a
+    writer's error surfaces at the next flush or at ``close``."""
 
     store: LakeStore
     keyring: TenantKeyring
@@ -221,6 +181,8 @@ class DayFiles:
     _writers: dict[date, pq.ParquetWriter] = field(default_factory=dict)
     _pending: dict[date, list[pa.RecordBatch]] = field(default_factory=dict)
     _pending_rows: dict[date, int] = field(default_factory=dict)
+    _thread: ThreadPoolExecutor | None = None
+    _writing: Future[None] | None = None
 
     def add(self, batch: pa.RecordBatch) -> None:
         self.counts.add(batch)
@@ -246,6 +208,14 @@ class DayFiles:
         self._pending_rows.pop(day, None)
         if not batches:
             return
+        table = pa.Table.from_batches(batches, schema=LAKE_SCHEMA)
+        self._wait()
+        if self._thread is None:
+            self._thread = ThreadPoolExecutor(1, thread_name_prefix="lake-writer")
+        self._writing = self._thread.submit(functools.partial(self._write, day, table))
+
+    def _write(self, day: date, table: pa.Table) -> None:
+        """In the writer thread: one row group into the day's file."""
         writer = self._writers.get(day)
         if writer is None:
             writer = self._writers[day] = pq.ParquetWriter(
@@ -254,17 +224,34 @@ class DayFiles:
                 compression="zstd",
                 encryption_properties=lake_encryption_properties(self.keyring),
             )
-        writer.write_table(pa.Table.from_batches(batches, schema=LAKE_SCHEMA), row_group_size=self.row_group_rows)
+        writer.write_table(table, row_group_size=self.row_group_rows)
+
+    def _wait(self) -> None:
+        writing, self._writing = self._writing, None
+        if writing is not None:
+            writing.result()
+
+    def _stop(self) -> None:
+        if self._thread is not None:
+            self._thread.shutdown(wait=True)
+            self._thread = None
 
     def close(self) -> list[StagedFile]:
-        for day in list(self._pending):
-            self._flush(day)
+        try:
+            for day in list(self._pending):
+                self._flush(day)
+            self._wait()
+        finally:
+            self._stop()
         for writer in self._writers.values():
             writer.close()
         self._writers.clear()
         return sorted(self.files.values(), key=lambda f: (f.day, f.min_seq))
 
     def discard(self) -> None:
+        with contextlib.suppress(Exception):
+            self._wait()
+        self._stop()
         for writer in self._writers.values():
             with contextlib.suppress(Exception):
                 writer.close()
@@ -336,23 +323,30 @@ async def _export_run(
         return 0, 0, watermark
     days = DayFiles(store, keyring)
     read = 0
+    step = max(1, min(batch_rows, MAX_BATCH_ROWS))
+    ranges = [(lo, min(lo + step, high)) for lo in range(watermark, high, step)]
+
+    def fetch(lo: int, hi: int) -> asyncio.Future[Any]:
+        return asyncio.ensure_future(conn.fetchrow(BATCH_SQL, tenant_id, lo, hi, *tile_range(lo, hi)))
+
     try:
         async with bind_tenant(conn, tenant_id, readonly=True):
-            cursor = await conn.cursor(_ROWS, tenant_id, watermark, high)
-            records = await cursor.fetch(batch_rows)
-            while records:
+            following: asyncio.Future[Any] | None = fetch(*ranges[0])
+            for k, (lo, hi) in enumerate(ranges):
+                assert following is not None
+                row = await following
                 # PostgreSQL produces the next batch while this one is decrypted and written
-                following = asyncio.ensure_future(cursor.fetch(batch_rows))
+                following = fetch(*ranges[k + 1]) if k + 1 < len(ranges) else None
                 try:
-                    read += len(records)
-                    await asyncio.to_thread(_convert_and_add, days, records, keyring)
+                    await asyncio.to_thread(_convert_and_add, days, row, lo, hi, keyring)
+                    read += hi - lo
                     on_step("batch_read")
                 except BaseException:
-                    following.cancel()
-                    with contextlib.suppress(BaseException):
-                        await following
+                    if following is not None:
+                        following.cancel()
+                        with contextlib.suppress(BaseException):
+                            await following
                     raise
-                records = await following
         if read != high - watermark:
             raise RuntimeError(
                 f"tenant {tenant_id}: read {read} events for seq ({watermark}, {high}]; expected {high - watermark}"
