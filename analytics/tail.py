@@ -23,7 +23,7 @@ import pyarrow as pa
 
 from analytics.schema import SENSITIVE_COLUMNS, project
 from db.blind_index import search_index
-from db.event_filters import Binder, search_query
+from db.event_filters import Binder
 from db.fts import bind_search
 
 if TYPE_CHECKING:
@@ -78,7 +78,8 @@ class TailQuery:
         exprs = [_SELECT.get(c, c) for c in self.names if c not in SENSITIVE_COLUMNS]
         if self.needs_payload:
             exprs += ["id AS payload_id", "payload"]
-        self.search = search_query(filters, index)
+        self.q = filters.q
+        self.index = index
         table = "audit_logs_fts" if filters.q is not None else "audit_logs"
         self.sql = f"SELECT {', '.join(exprs)} FROM {table} WHERE {where} AND seq > {bind(watermark)} ORDER BY seq"
         self.args = bind.args
@@ -124,8 +125,8 @@ async def tail_batches(
     conn: asyncpg.Connection, query: TailQuery, keyring: TenantKeyring | None, *, batch_rows: int = 8192
 ) -> AsyncGenerator[pa.RecordBatch, None]:
     """The tail's rows as record batches (inside the caller's transaction on ``conn``)."""
-    if query.search is not None:  # the search view applies it inside its security barrier
-        await bind_search(conn, query.search, local=True)
+    if query.index is not None and query.q is not None:  # the search view applies it inside its security barrier
+        await bind_search(conn, query.index, query.q, local=True)
     cursor = await conn.cursor(query.sql, *query.args)
     while True:
         rows = await cursor.fetch(batch_rows)

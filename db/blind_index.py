@@ -1,26 +1,28 @@
-"""The keyed blind index behind ``q``: what ``audit_logs.search`` holds, and the query that reads it.
+r"""The keyed blind index behind ``q``: what ``audit_logs.search`` holds, and the query that reads it.
 
 API.md promises ``metadata`` encrypted at rest, and ``q`` searches its values. A plain ``tsvector`` of the
 values would keep every one of them readable on disk (heap, GIN index, WAL, backups), so metadata words are
 stored only as keyed tokens: ``M`` + the first 8 bytes of keyed BLAKE2b (a MAC, RFC 7693) of the lower-cased
 word under the tenant's *search key*, base64url. The search key is HKDF-SHA256 of the tenant's first data key
 (``db.crypto``; rotation adds keys and never removes one, so the key stays put, and destroying the tenant's
-keys leaves its tokens meaningless). ``message`` is a plain column by contract, so its words are stored as
-themselves, with positions, so phrases match. A token holds an upper-case ``M`` and a word never does (words
-are lower-cased), so the two can never be confused.
+keys leaves its tokens meaningless). ``message`` is a plain column by contract, so PostgreSQL indexes its
+words itself, as before (``to_tsvector('simple', message)``: the writer adds the tokens to it). A token holds
+an upper-case ``M`` and a lexeme of the ``simple`` configuration never does (it lower-cases), so the two can
+never be confused.
 
-Words are ``\\w+`` runs of the lower-cased text (Python's Unicode word characters), for message and metadata
-alike, at ingest and at query time: the vector is built here, not by PostgreSQL's parser, so a query word
-means the same thing on every reader. Metadata matching is by exact word; a quoted phrase matches the message
-as a phrase, or metadata holding all of its words (the tokens carry no positions, so no order is stored).
+Metadata words are ``\w+`` runs of the lower-cased values (Python's Unicode word characters), at ingest and
+at query time; they match by exact word, and a quoted phrase matches metadata holding all of its words (the
+tokens carry no positions, so no order is stored).
 
 The query follows ``websearch_to_tsquery``'s syntax: words are ANDed, ``"quoted phrases"``, ``or`` between
 terms (``&`` binds tighter, as in PostgreSQL), ``-word`` excludes. :func:`parse_q` gives the structure (also
-used for lake rows, ``analytics.filters``); :meth:`SearchIndex.query` writes it as ``tsquery`` text in which
-each term is ``(message words | metadata tokens)``.
+used for lake rows, ``analytics.filters``); :meth:`SearchIndex.tsquery_sql` writes it as a SQL ``tsquery``
+expression in which each term is ``phraseto_tsquery('simple', <its text>) || <its tokens>``: the message
+part exactly as ``websearch_to_tsquery`` read it before (so rows indexed before the blind index match too).
 
-What the index still reveals (README, "Search and encryption at rest"): which events share a metadata word
-(equal tokens), how often each token occurs, how many distinct words an event's metadata holds; not the words.
+What the index still reveals (README, "Encryption at rest and the blind index of ``q``"): which events share
+a metadata word (equal tokens), how often each token occurs, how many distinct words an event's metadata
+holds; not the words.
 """
 
 from __future__ import annotations
@@ -30,8 +32,8 @@ import hashlib
 import re
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 from cryptography.hazmat.primitives import hashes
@@ -52,20 +54,36 @@ __all__ = [
 
 TOKEN_BYTES: Final = 8
 """Bytes of the MAC kept per metadata word (64 bits: a false match needs ~2**64 / distinct words tries)."""
-MAX_WORD_BYTES: Final = 2046
-"""PostgreSQL's longest lexeme; longer message words are not indexed (``to_tsvector`` drops them too)."""
-MAX_POSITION: Final = 16383
-MAX_POSITIONS: Final = 256
-"""PostgreSQL keeps at most 256 positions per lexeme, each at most 16383."""
 _INFO: Final = b"auditlog/search/v1"
 _WORD: Final = re.compile(r"\w+")
 _MEMO_SIZE: Final = 65536
+_MEMO_VALUE_CHARS: Final = 64
 _CACHE_SIZE: Final = 1024
 
 
 def words(text: str) -> list[str]:
     """The words of ``text`` as the index stores them (lower-cased ``\\w+`` runs)."""
     return _WORD.findall(text.lower())
+
+
+def _collect(value: Any, out: list[str]) -> None:
+    """:func:`metadata_strings` into a list (the ingest's hot path: no generator per nested value)."""
+    if isinstance(value, str):
+        out.append(value)
+    elif isinstance(value, dict):
+        for v in value.values():
+            if isinstance(v, str):
+                out.append(v)
+            else:
+                _collect(v, out)
+    elif isinstance(value, list):
+        for v in value:
+            if isinstance(v, str):
+                out.append(v)
+            else:
+                _collect(v, out)
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        out.append(str(value))
 
 
 def metadata_strings(value: Any) -> Iterator[str]:
@@ -89,6 +107,8 @@ class Term:
 
     words: tuple[str, ...]
     negated: bool = False
+    text: str = field(default="", compare=False)
+    """The term as written (what PostgreSQL's parser reads for the message)."""
 
 
 def parse_q(q: str) -> list[list[Term]]:
@@ -120,7 +140,7 @@ def parse_q(q: str) -> list[list[Term]]:
         found = words(text)
         if not found:
             continue
-        term = Term(tuple(found), negated)
+        term = Term(tuple(found), negated, text)
         if pending_or and groups[-1]:
             groups.append([term])
         else:
@@ -135,61 +155,67 @@ def _derive(keyring: TenantKeyring) -> bytes:
 
 
 class SearchIndex:
-    """One tenant's blind index: metadata words to tokens, events to ``tsvector`` text, ``q`` to ``tsquery`` text.
+    """One tenant's blind index: metadata words to tokens, metadata to ``tsvector`` text, ``q`` to ``tsquery`` SQL.
 
-    Memoises the tokens of recent words (process memory only, like the tenant's unwrapped keys)."""
+    Memoises the tokens of recent words and short values (process memory only, like the tenant's unwrapped keys)."""
 
-    __slots__ = ("_key", "_memo")
+    __slots__ = ("_key", "_memo", "_values")
 
     def __init__(self, key: bytes) -> None:
         if len(key) != 32:
             raise ValueError("a search key is 32 bytes")
         self._key = bytes(key)
         self._memo: dict[str, str] = {}
+        self._values: dict[str, tuple[str, ...]] = {}
+
+    def _quoted(self, word: str) -> str:
+        """``'token'``: the token of one (lower-cased) metadata word, quoted as a lexeme (memoised)."""
+        quoted = self._memo.get(word)
+        if quoted is None:
+            mac = hashlib.blake2b(word.encode(), key=self._key, digest_size=TOKEN_BYTES).digest()
+            quoted = "'M" + base64.urlsafe_b64encode(mac)[:11].decode() + "'"
+            if len(self._memo) >= _MEMO_SIZE:
+                self._memo.clear()
+            self._memo[word] = quoted
+        return quoted
 
     def token(self, word: str) -> str:
         """The stored form of one (lower-cased) metadata word."""
-        token = self._memo.get(word)
-        if token is None:
-            mac = hashlib.blake2b(word.encode(), key=self._key, digest_size=TOKEN_BYTES).digest()
-            token = "M" + base64.urlsafe_b64encode(mac).decode().rstrip("=")
-            if len(self._memo) >= _MEMO_SIZE:
-                self._memo.clear()
-            self._memo[word] = token
-        return token
+        return self._quoted(word)[1:-1]
 
-    def vector(self, message: str | None, metadata: Any) -> str:
-        """The ``tsvector`` text of an event: message words with their positions, metadata tokens without."""
-        parts: list[str] = []
-        if message:
-            positions: dict[str, list[int]] = {}
-            for pos, word in enumerate(words(message), start=1):
-                at = positions.setdefault(word, [])
-                if len(at) < MAX_POSITIONS:
-                    at.append(min(pos, MAX_POSITION))
-            for word, at in positions.items():
-                if len(word.encode()) <= MAX_WORD_BYTES:
-                    parts.append(f"'{word}':{','.join(map(str, dict.fromkeys(at)))}")
-        if metadata is not None:
-            tokens = {self.token(w) for value in metadata_strings(metadata) for w in words(value)}
-            parts.extend(f"'{t}'" for t in tokens)
-        return " ".join(parts)
+    def vector(self, metadata: Any) -> str:
+        """The ``tsvector`` text of an event's metadata: one token per distinct word, no positions (the writer
+        adds PostgreSQL's ``to_tsvector('simple', message)`` to it)."""
+        if metadata is None:
+            return ""
+        values: list[str] = []
+        _collect(metadata, values)
+        tokens: set[str] = set()
+        memo = self._values
+        for value in values:
+            found = memo.get(value)
+            if found is None:
+                found = tuple({self._quoted(w) for w in _WORD.findall(value.lower())})
+                if len(value) <= _MEMO_VALUE_CHARS:  # short values repeat (codes, regions, plans); long ones rarely
+                    if len(memo) >= _MEMO_SIZE:
+                        memo.clear()
+                    memo[value] = found
+            tokens.update(found)
+        return " ".join(tokens)
 
-    def _term(self, term: Term) -> str:
-        hashed = " & ".join(f"'{self.token(w)}'" for w in dict.fromkeys(term.words))
-        plain = " <-> ".join(f"'{w}'" for w in term.words)
-        if any(len(w.encode()) > MAX_WORD_BYTES for w in term.words):
-            text = f"( {hashed} )"  # no message word is that long
-        else:
-            text = f"( {plain} | {hashed} )"
-        return f"!{text}" if term.negated else text
-
-    def query(self, q: str) -> str | None:
-        """``q`` as ``tsquery`` text over this index, or ``None`` when it holds no word (nothing matches)."""
+    def tsquery_sql(self, q: str, bind: Callable[[Any], str]) -> str | None:
+        """``q`` as a SQL ``tsquery`` expression over this index (``bind`` hands out the ``$n`` of its values),
+        or ``None`` when it holds no word (nothing matches)."""
         groups = parse_q(q)
         if not groups:
             return None
-        return " | ".join("( " + " & ".join(self._term(t) for t in group) + " )" for group in groups)
+
+        def term(t: Term) -> str:
+            tokens = " & ".join(self._quoted(w) for w in dict.fromkeys(t.words))
+            sql = f"(phraseto_tsquery('simple', {bind(t.text)}) || {bind(tokens)}::tsquery)"
+            return f"(!! {sql})" if t.negated else sql
+
+        return " || ".join("(" + " && ".join(term(t) for t in group) + ")" for group in groups)
 
 
 _indexes: OrderedDict[tuple[uuid.UUID, bytes], SearchIndex] = OrderedDict()

@@ -35,7 +35,6 @@ __all__ = [
     "excludes_service_events",
     "filter_predicate",
     "is_service_resource_type",
-    "search_query",
     "where_clauses",
 ]
 
@@ -159,15 +158,6 @@ class Binder:
         return f"${len(self.args)}"
 
 
-def search_query(filters: LogFilters, search: SearchIndex | None) -> str | None:
-    """The ``tsquery`` text of ``filters.q`` over the tenant's blind index (``None``: no ``q``, or no word in it)."""
-    if filters.q is None:
-        return None
-    if search is None:
-        raise ValueError("q needs the tenant's search index (db.blind_index.search_index)")
-    return search.query(filters.q)
-
-
 def where_clauses(
     tenant_id: uuid.UUID,
     filters: LogFilters,
@@ -215,8 +205,10 @@ def where_clauses(
     if not filters.resource_type and excludes_service_events(filters):
         clauses.append(f"NOT {SERVICE_EVENTS_SQL}")
     if filters.q is not None:
-        query = search_query(filters, search)
-        clauses.append("false" if query is None else f"search @@ {bind(query)}::tsquery")
+        if search is None:
+            raise ValueError("q needs the tenant's search index (db.blind_index.search_index)")
+        query = search.tsquery_sql(filters.q, bind)
+        clauses.append("false" if query is None else f"search @@ ({query})")
     return clauses
 
 

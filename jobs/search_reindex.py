@@ -2,7 +2,8 @@
 
 Those rows hold ``to_tsvector`` of their metadata values in clear. The migration cannot rewrite them (it has no
 master key), so this job does, tenant by tenant, ``BATCH`` rows per transaction in primary-key order (no other
-index needed): decrypt the payload, build the row's blind-index vector (``db.blind_index``) and hand it to
+index needed): decrypt the payload, build the row's vector as the writer does (the message's words by
+``to_tsvector('simple', ...)``, the metadata's as the tenant's tokens: ``db.blind_index``) and hand it to
 ``auditlog_reindex_search``, which rewrites ``search`` only, only of the tenant's old rows. Progress is kept in
 ``search_reindex`` (the row is locked for the batch, so two workers never interleave), so a stopped job resumes
 where it was. Old rows stay searchable before and during the re-index (see the migration). Scheduled every
@@ -33,14 +34,12 @@ _PENDING = text("SELECT auditlog_search_reindex_pending()")
 _PROGRESS = text(
     "SELECT upto_seq, after_ts, after_id FROM search_reindex WHERE tenant_id = :t AND finished_at IS NULL FOR UPDATE"
 )
-_FIRST = text(
-    'SELECT "timestamp", id, message, payload FROM audit_logs WHERE tenant_id = :t AND seq <= :upto'
-    ' ORDER BY "timestamp", id LIMIT :n'
+_ROWS = (
+    "SELECT \"timestamp\", id, to_tsvector('simple', coalesce(message, ''))::text, payload FROM audit_logs"
+    ' WHERE tenant_id = :t AND seq <= :upto{after} ORDER BY "timestamp", id LIMIT :n'
 )
-_NEXT = text(
-    'SELECT "timestamp", id, message, payload FROM audit_logs WHERE tenant_id = :t AND seq <= :upto'
-    ' AND ("timestamp", id) > (:ts, :id) ORDER BY "timestamp", id LIMIT :n'
-)
+_FIRST = text(_ROWS.format(after=""))
+_NEXT = text(_ROWS.format(after=' AND ("timestamp", id) > (:ts, :id)'))
 _REWRITE = text("SELECT auditlog_reindex_search(:ts, :ids, :search)")
 _ADVANCE = text(
     "UPDATE search_reindex SET after_ts = :ts, after_id = :id, done_rows = done_rows + :n,"
@@ -72,7 +71,7 @@ async def reindex_tenant_batch(
         keyring = await keyrings.get(session, tenant_id)
         index = search_index(keyring)
         vectors = []
-        for _ts, event_id, message, payload in rows:
+        for _ts, event_id, message_words, payload in rows:
             metadata = None
             if payload is not None:
                 try:
@@ -80,7 +79,8 @@ async def reindex_tenant_batch(
                     metadata = _payload_decoder.decode(plain).metadata
                 except (DecryptionError, msgspec.DecodeError):
                     log.warning("search re-index: payload of event %s does not open; message words only", event_id)
-            vectors.append(index.vector(message, metadata))
+            tokens = index.vector(metadata)
+            vectors.append(f"{message_words} {tokens}" if message_words and tokens else message_words or tokens)
         rewritten = 0
         if rows:
             rewritten = int(

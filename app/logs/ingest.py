@@ -98,7 +98,7 @@ WITH next AS (
   INSERT INTO audit_logs ({_COLUMNS})
   SELECT $1::uuid, s."timestamp", s.id, (SELECT last_seq FROM next) - $2 + s.ord, s.received_at, s.action,
     s.resource_type, s.resource_id, s.user_id, s.session_id, s.request_id, s.severity, s.ip_address,
-    s.user_agent, s.message, s.payload, s.search::tsvector
+    s.user_agent, s.message, s.payload, to_tsvector('simple', coalesce(s.message, '')) || s.search::tsvector
   FROM pg_temp.{STAGING} s ORDER BY s.ord
   RETURNING 1
 )__PII__
@@ -342,14 +342,15 @@ async def _claim_keys(
 
 
 def _records(keyring: TenantKeyring, events: list[PreparedEvent]) -> list[tuple[Any, ...]]:
-    """The staging rows: payload and PII encrypted, the search column as the tenant's blind index."""
+    """The staging rows: payload and PII encrypted, the metadata's words as the tenant's blind-index tokens (the
+    statement adds the message's words: ``to_tsvector('simple', message)``)."""
     index = search_index(keyring)
     records = []
     for ordinal, ev in enumerate(events, start=1):
         eid = ev.out.id
         payload = keyring.encrypt(ev.payload_plain, event_id=eid, field="payload") if ev.payload_plain else None
         pii = keyring.encrypt(ev.pii_plain, event_id=eid, field="pii") if ev.pii_plain else None
-        search = index.vector(ev.out.message, ev.out.metadata)
+        search = index.vector(ev.out.metadata)
         records.append((*ev.copy_record(ordinal), payload, search, pii))
     return records
 

@@ -267,7 +267,7 @@ def build_list_sql(
     """``SELECT`` of one page (``limit + 1`` rows, to know whether another page follows).
 
     Queries with ``q`` read the tenant-scoped view ``audit_logs_fts`` (migration 0004) so that the GIN
-    index is usable (the caller sets its search first: ``db.fts.bind_search`` with ``search_query``);
+    index is usable (the caller sets its search first: ``db.fts.bind_search``);
     everything else reads ``audit_logs`` under row-level security. ``search``: the tenant's blind index.
     Several severities become one ordered branch per value under a ``UNION ALL``, so each branch walks its
     ``(severity, "timestamp", id)`` index in keyset order however rare the values are.

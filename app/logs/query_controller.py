@@ -42,7 +42,6 @@ from app.runtime import Runtime
 from app.web.errors import ApiError, NotFound
 from app.web.responses import EncodedJSON
 from db.blind_index import search_index
-from db.event_filters import search_query
 from db.fts import bind_search
 
 if TYPE_CHECKING:
@@ -214,9 +213,8 @@ async def list_logs(request: Request[Any, Any, Any]) -> EventPage:
         keyring = await runtime.keyrings.get(pg, tenant_id)
         search = search_index(keyring) if query.filters.q is not None else None
         sql, args = build_list_sql(tenant_id, query.filters, after=after, limit=query.limit, search=search)
-        text = search_query(query.filters, search)
-        if text is not None:  # the search view applies it inside its security barrier
-            await bind_search(pg, text, local=False)
+        if search is not None and query.filters.q is not None:  # the view applies it inside its security barrier
+            await bind_search(pg, search, query.filters.q, local=False)
         rows = await pg.fetch(sql, *args)
     more = len(rows) > query.limit
     if more:

@@ -122,7 +122,7 @@ async def insert_events(runtime: Runtime, events: list[Ev]) -> None:
                         {"metadata": ev.metadata, "before_state": ev.before_state, "after_state": ev.after_state}
                     )
                     payload = keyring.encrypt(plain, event_id=ev.id, field="payload")
-                search = index.vector(ev.message, ev.metadata)
+                search = index.vector(ev.metadata)
                 rows.append(
                     (tid, ev.timestamp, ev.id, first + i, ev.action, ev.resource_type, ev.resource_id, ev.user_id,
                      ev.session_id, ev.request_id, ev.severity, ev.ip_address, ev.user_agent, ev.message,
@@ -132,7 +132,7 @@ async def insert_events(runtime: Runtime, events: list[Ev]) -> None:
                 """INSERT INTO audit_logs (tenant_id, "timestamp", id, seq, action, resource_type, resource_id,
                      user_id, session_id, request_id, severity, ip_address, user_agent, message, payload, search)
                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::inet, $13, $14, $15,
-                     $16::tsvector)""",
+                     to_tsvector('simple', coalesce($14, '')) || $16::tsvector)""",
                 rows,
             )
 

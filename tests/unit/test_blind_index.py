@@ -26,24 +26,23 @@ def test_parse_q_follows_websearch_syntax() -> None:
     a, b, c = Term(("a",)), Term(("b",)), Term(("c",))
     assert parse_q("a b or c") == [[a, b], [c]]
     assert parse_q("a or b c") == [[a], [b, c]]
-    assert parse_q('-x "Foo  bar" baz-qux') == [[Term(("x",), True), Term(("foo", "bar")), Term(("baz", "qux"))]]
+    parsed = parse_q('-x "Foo  bar" baz-qux')
+    assert parsed == [[Term(("x",), True), Term(("foo", "bar")), Term(("baz", "qux"))]]
+    assert [t.text for t in parsed[0]] == ["x", "Foo  bar", "baz-qux"]
     assert parse_q('"unclosed phrase') == [[Term(("unclosed", "phrase"))]]
     assert parse_q("or") == [] and parse_q("- ! & |") == [] and parse_q("") == []
     assert parse_q("or a or") == [[a]]
     assert parse_q("-or") == [[Term(("or",), True)]]
 
 
-def test_vector_keeps_message_words_and_hides_metadata_words() -> None:
+def test_vector_holds_only_tokens_of_metadata_values() -> None:
     index = SearchIndex(os.urandom(32))
-    vector = index.vector("Alice deleted alice's file", {"who": "Secretvalue", "n": [42, True, None], "k": {"d": 1.5}})
-    lexemes = dict(re.findall(r"'([^']+)'(?::([\d,]+))?", vector))
-    assert lexemes["alice"] == "1,3" and lexemes["deleted"] == "2" and lexemes["file"] == "5"
-    assert "secretvalue" not in vector.lower() and "42" not in vector
-    for word in ("secretvalue", "42", "1", "5"):
-        assert index.token(word) in lexemes and lexemes[index.token(word)] == ""  # no positions
-    assert index.token("true") not in lexemes and index.token("who") not in lexemes  # not booleans, not keys
-    assert all(t.startswith("M") and t != t.lower() for t in lexemes if lexemes[t] == "")
-    assert index.vector(None, None) == ""
+    vector = index.vector({"who": "Secretvalue x", "n": [42, True, None], "k": {"d": 1.5}, "again": "x"})
+    lexemes = re.findall(r"'([^']+)'", vector)
+    assert "secretvalue" not in vector.lower() and "42" not in vector and ":" not in vector  # no positions
+    assert sorted(lexemes) == sorted(index.token(w) for w in ("secretvalue", "x", "42", "1", "5"))
+    assert all(t.startswith("M") and len(t) == 12 for t in lexemes)
+    assert index.vector(None) == "" and index.vector({"a": True, "b": [None]}) == ""
 
 
 def test_tokens_depend_on_the_tenant_key_and_survive_rotation() -> None:
@@ -57,17 +56,17 @@ def test_tokens_depend_on_the_tenant_key_and_survive_rotation() -> None:
     assert len(search_index(ring).token("word")) == 12  # "M" + 8 bytes in base64url
 
 
-def test_query_text_asks_for_the_plain_word_or_its_token() -> None:
+def test_query_asks_for_the_message_phrase_or_the_metadata_tokens() -> None:
     index = SearchIndex(os.urandom(32))
     t = index.token
-    assert index.query("Alpha") == f"( ( 'alpha' | '{t('alpha')}' ) )"
-    assert index.query('"a b" -c or d') == (
-        f"( ( 'a' <-> 'b' | '{t('a')}' & '{t('b')}' ) & !( 'c' | '{t('c')}' ) ) | ( ( 'd' | '{t('d')}' ) )"
+    bind = Binder()
+    sql = index.tsquery_sql('"a b" -c or D-e', bind)
+    assert sql == (
+        "((phraseto_tsquery('simple', $1) || $2::tsquery) && (!! (phraseto_tsquery('simple', $3) || $4::tsquery)))"
+        " || ((phraseto_tsquery('simple', $5) || $6::tsquery))"
     )
-    assert index.query("!!") is None
-    long_word = "x" * 2100
-    assert index.query(long_word) == f"( ( '{t(long_word)}' ) )"
-    assert len(index.vector(long_word + " ok", None)) < 20  # too long to be a PostgreSQL lexeme: left out
+    assert bind.args == ["a b", f"'{t('a')}' & '{t('b')}'", "c", f"'{t('c')}'", "D-e", f"'{t('d')}' & '{t('e')}'"]
+    assert index.tsquery_sql("!!", Binder()) is None
 
 
 def test_filter_predicate_needs_the_index_for_q_and_binds_the_query() -> None:
@@ -77,8 +76,8 @@ def test_filter_predicate_needs_the_index_for_q_and_binds_the_query() -> None:
     bind = Binder()
     index = SearchIndex(os.urandom(32))
     sql = filter_predicate(tenant, LogFilters(q="secret"), bind, search=index)
-    assert "search @@ $" in sql and "secret" not in sql
-    assert index.token("secret") in bind.args[-1]
+    assert "search @@ (((phraseto_tsquery('simple', $" in sql and "secret" not in sql
+    assert bind.args[-2:] == ["secret", f"'{index.token('secret')}'"]
     assert "false" in filter_predicate(tenant, LogFilters(q="--"), Binder(), search=index).split(" AND ")
 
 

@@ -6,14 +6,16 @@ Create Date: 2026-12-02
 
 Until now ``search`` was ``to_tsvector('simple', message || metadata values)``: every metadata value in clear
 in the heap, the GIN index and the WAL, although API.md promises ``metadata`` encrypted at rest. From this
-revision the application writes ``search`` itself (``db.blind_index``): message words as they are (``message``
-is a plain column by contract), metadata words only as keyed tokens under the tenant's search key, which
-PostgreSQL never holds. So PostgreSQL can no longer turn ``q`` into a query: ``audit_logs_fts`` now reads a
-ready ``tsquery`` from ``auditlog.search`` (``db.fts``) instead of ``websearch_to_tsquery`` of ``q``.
+revision the writer stores ``to_tsvector('simple', message)`` (``message`` is a plain column by contract) plus
+the metadata's words only as keyed tokens under the tenant's search key, which PostgreSQL never holds
+(``db.blind_index``). So PostgreSQL can no longer turn ``q`` into a query alone: ``audit_logs_fts`` now reads a
+ready ``tsquery`` from ``auditlog.search``, which the application's statement computes (``db.fts``), instead of
+``websearch_to_tsquery`` of ``q``.
 
 Rows written before keep their clear ``search`` until the re-index job (``jobs.search_reindex``, run by the
 worker every minute and by ``auditlog reindex-search``) rewrites it with the tenant's keys, and they stay
-searchable meanwhile: a query term asks for the plain word (what a message word is stored as) or its token.
+searchable meanwhile: a query term asks for ``phraseto_tsquery`` of its text (what matched them before) or for
+its tokens.
 A migration cannot do it: it has no master key. ``search_reindex`` records, per tenant, the last ``seq``
 written before this revision (rows up to it are the old kind) and how far the job got (keyset on the primary
 key, so it needs no other index). The job runs as the API role, which may not update ``audit_logs``
