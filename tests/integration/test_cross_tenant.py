@@ -63,6 +63,12 @@ async def _alert(client: ApiClient, b: TenantFixture) -> str:
     return await _created(await client.post("/api/v1/alerts", json=body, headers=b.admin), "id")
 
 
+async def _export_schedule(client: ApiClient, b: TenantFixture) -> str:
+    body = {"name": "b's schedule", "every": "hour", "format": "ndjson",
+            "destination": {"type": "http", "url": "http://127.0.0.1:9/collect"}}  # fmt: skip
+    return await _created(await client.post("/api/v1/export-schedules", json=body, headers=b.admin), "id")
+
+
 async def _user(client: ApiClient, b: TenantFixture) -> str:
     listed = await client.get("/api/v1/users", headers=b.admin)
     assert listed.status_code == 200, listed.text
@@ -78,6 +84,7 @@ MAKERS: dict[str, Maker] = {
     "/api/v1/chat": _conversation,
     "/api/v1/users": _user,
     "/api/v1/alerts": _alert,
+    "/api/v1/export-schedules": _export_schedule,
 }
 # Valid bodies, so that a 404 is not pre-empted by a 400/422.
 BODIES: dict[tuple[str, str], Any] = {
@@ -86,6 +93,7 @@ BODIES: dict[tuple[str, str], Any] = {
     ("PATCH", "/api/v1/users/{}"): {"role": "Admin"},
     ("POST", "/api/v1/users/{}/password"): {"new_password": "taken-over-password-1"},
     ("PATCH", "/api/v1/alerts/{}"): {"threshold": 5},
+    ("PATCH", "/api/v1/export-schedules/{}"): {"name": "taken over"},
 }
 _PARAM = re.compile(r"\{[^}]+\}")
 
