@@ -3,6 +3,27 @@
 The server is ``AUDIT_TEST_DATABASE_URL`` (a superuser DSN) when set, otherwise an embedded PostgreSQL
 started in a temporary directory, so the suite needs nothing installed. Migrations (never
 ``create_all``) build the template; every test gets its own copy of it.
+
+Parallel runs. ``./test`` (and so CI) runs the suite in several pytest-xdist worker processes (``-n auto``
+in pyproject.toml; :func:`pytest_xdist_auto_num_workers` below picks how many, and runs in-process when
+the arguments name only files or test ids; ``-n 0`` forces in-process, ``-n 4`` any count). Each worker
+has its own embedded PostgreSQL (or, on ``AUDIT_TEST_DATABASE_URL``, its own template database; the
+roles are cluster-wide and provisioned under an advisory lock). A test is safe in parallel when it:
+
+- takes databases from the ``database`` fixture or :func:`create_database` (a name unique to the process:
+  include ``os.getpid()``), never a fixed database name, and does not alter roles or server settings;
+- takes every port from ``tests.servers.free_port()`` (a range of the worker's own), never a fixed port
+  (``127.0.0.1:9``, where nothing listens, is fine for "unreachable");
+- writes only under ``tmp_path`` / ``tmp_path_factory`` (or a ``tempfile.mkdtemp`` it removes), never a
+  fixed path or the repository (``tests/artifacts`` only with names of its own);
+- starts ``auditlog serve`` through ``tests.servers`` (``start_serve`` / ``serving``), stops every process
+  it starts, and does not depend on another test having run before it or in the same process;
+- bounds time relative to what it measures on the machine (other workers and engineers share two cores),
+  not to wall-clock figures that only hold on an idle machine.
+
+A module whose tests share a module- or class-scoped fixture (a server) is kept on one worker
+automatically (:func:`pytest_collection_modifyitems`). Mark a test or module ``pytest.mark.slow`` when it
+takes 10 s or more: slow ones are handed out first, so the run does not end waiting on one of them.
 """
 
 from __future__ import annotations
@@ -29,6 +50,7 @@ from litestar import Litestar
 from app.asgi import create_app
 from app.settings import Environment, Settings
 from db import migrate
+from db.embedded import EmbeddedPostgres
 from db.provision import API_ROLE, OWNER_ROLE, provision
 
 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
@@ -55,16 +77,88 @@ class PgServer:
         return f"{driver}://{user}@{host}/{database}" + (f"?{query}" if query else "")
 
 
+def worker_id() -> str:
+    """``gw0``, ``gw1``, ... in a pytest-xdist worker; ``main`` in a run without workers."""
+    return os.environ.get("PYTEST_XDIST_WORKER", "main")
+
+
+def _few_files(args: list[str]) -> bool:
+    """The arguments name only files or test ids (``path.py``, ``path.py::test``), no folder."""
+    paths = [arg.split("::", 1)[0] for arg in args if not arg.startswith("-")]
+    return bool(paths) and all(path.endswith(".py") for path in paths)
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
+    """How many workers ``-n auto`` means: none (in-process) for a run of named files or tests; otherwise
+    twice the cores, at least 4: the tests spend much of their time waiting on PostgreSQL, servers they
+    started and sleeps, so more workers than cores pay. ``PYTEST_XDIST_AUTO_NUM_WORKERS`` overrides."""
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None  # xdist's own hook reads it
+    if _few_files(list(config.args)):
+        return 0
+    return max(4, 2 * (os.cpu_count() or 1))
+
+
+def _group_of(item: pytest.Item) -> str | None:
+    """The work unit an item belongs to under ``--dist loadgroup``: its ``xdist_group`` marks if it has any;
+    else its module when its tests share a module- or class-scoped fixture (set up once, not once per worker)
+    or need no PostgreSQL (unit tests: milliseconds each, where sending tests one by one costs more than it
+    gains); else none (sent on its own)."""
+    marks = sorted(
+        {str(m.args[0] if m.args else m.kwargs.get("name", "default")) for m in item.iter_markers("xdist_group")}
+    )
+    if marks:
+        return "_".join(marks)
+    info = getattr(item, "_fixtureinfo", None)
+    defs = info.name2fixturedefs.values() if info is not None else ()
+    shared = any(d.scope in ("module", "class") for fixturedefs in defs for d in fixturedefs)
+    if shared or "pg_server" not in getattr(item, "fixturenames", ()):
+        return item.nodeid.split("::", 1)[0].removeprefix("tests/").removesuffix(".py")
+    return None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Hand out tests marked ``slow`` first; in an xdist worker under ``--dist loadgroup``, name each item's
+    work unit (:func:`_group_of`) in its node id as ``<id>@<group>``, which is what the scheduler reads.
+
+    xdist 3.8 does the latter itself for ``xdist_group`` marks by setting ``item._nodeid``, which pytest 9.2
+    no longer reads (the id lives in ``item._id``), so it is done here for every pytest."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: slow ones first
+    if not getattr(config.option, "loadgroup", False):
+        return
+    for item in items:
+        group = _group_of(item)
+        if group is None or "@" in item.nodeid.rpartition("]")[2]:
+            continue
+        nodeid = f"{item.nodeid}@{group}"
+        if hasattr(item, "_id"):
+            from _pytest.nodeid import NodeId
+
+            item._id = NodeId.parse(nodeid)
+        else:
+            item._nodeid = nodeid
+
+
+class _TestPostgres(EmbeddedPostgres):
+    """The embedded server with settings for a test cluster, whose data is thrown away: nothing waits for a
+    flush to disk (``fsync``, ``synchronous_commit``, ``full_page_writes`` off; a database per test is a
+    ``CREATE DATABASE`` each). The product's embedded server keeps its own settings, and
+    ``tests/integration/test_embedded*.py`` run that one."""
+
+    @property
+    def server_options(self) -> str:
+        return super().server_options + " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+
+
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[PgServer]:
     url = os.environ.get("AUDIT_TEST_DATABASE_URL")
     if url:
         yield PgServer(admin_dsn=url)
         return
-    from db.embedded import EmbeddedPostgres
-
-    root = Path(tempfile.mkdtemp(prefix="auditlog-test-"))
-    server = EmbeddedPostgres(root)
+    root = Path(tempfile.mkdtemp(prefix=f"auditlog-test-{worker_id()}-"))
+    server = _TestPostgres(root)
     server.start()
     try:
         yield PgServer(admin_dsn=server.url("postgres", "postgres", driver="postgresql"), embedded=server)
@@ -73,19 +167,32 @@ def pg_server() -> Iterator[PgServer]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+async def provision_locked(pg: PgServer, database: str) -> None:
+    """``db.provision.provision`` under a cluster-wide advisory lock: the roles belong to the whole server,
+    and two workers creating or altering them at once on a shared server would collide."""
+    conn = await asyncpg.connect(pg.admin_dsn)
+    try:
+        await conn.execute("SELECT pg_advisory_lock(hashtext('auditlog-test-provision'))")
+        await provision(pg.admin_dsn, database)
+    finally:
+        await conn.close()  # ends the session, and its lock
+
+
+async def drop_database(pg: PgServer, name: str) -> None:
+    conn = await asyncpg.connect(pg.admin_dsn)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
 @pytest.fixture(scope="session")
 def template_db(pg_server: PgServer) -> str:
-    async def drop() -> None:
-        conn = await asyncpg.connect(pg_server.admin_dsn)
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{TEMPLATE}" WITH (FORCE)')
-        finally:
-            await conn.close()
-
-    asyncio.run(drop())
-    asyncio.run(provision(pg_server.admin_dsn, TEMPLATE))
-    migrate.upgrade(pg_server.url(OWNER_ROLE, TEMPLATE))
-    return TEMPLATE
+    name = TEMPLATE if pg_server.embedded is not None else f"{TEMPLATE}_{worker_id()}"
+    asyncio.run(drop_database(pg_server, name))
+    asyncio.run(provision_locked(pg_server, name))
+    migrate.upgrade(pg_server.url(OWNER_ROLE, name))
+    return name
 
 
 @dataclass
@@ -101,25 +208,24 @@ class Database:
         return plain_dsn(url)
 
 
-@pytest.fixture
-async def database(pg_server: PgServer, template_db: str) -> AsyncIterator[Database]:
-    name = f"t_{os.getpid()}_{next(_counter)}"
-    conn = await asyncpg.connect(pg_server.admin_dsn)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}" OWNER "{OWNER_ROLE}"')
-    finally:
-        await conn.close()
-    yield Database(
-        name=name,
-        api_url=pg_server.url(API_ROLE, name),
-        owner_url=pg_server.url(OWNER_ROLE, name),
-        admin_dsn=pg_server.admin_dsn,
-    )
-    conn = await asyncpg.connect(pg_server.admin_dsn)
+async def create_database(pg: PgServer, name: str, template: str) -> Database:
+    """A fresh copy of ``template`` called ``name`` (replacing one a crashed run left behind)."""
+    conn = await asyncpg.connect(pg.admin_dsn)
     try:
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}" OWNER "{OWNER_ROLE}"')
     finally:
         await conn.close()
+    return Database(
+        name=name, api_url=pg.url(API_ROLE, name), owner_url=pg.url(OWNER_ROLE, name), admin_dsn=pg.admin_dsn
+    )
+
+
+@pytest.fixture
+async def database(pg_server: PgServer, template_db: str) -> AsyncIterator[Database]:
+    created = await create_database(pg_server, f"t_{os.getpid()}_{next(_counter)}", template_db)
+    yield created
+    await drop_database(pg_server, created.name)
 
 
 def make_settings(database: Database, tmp_path: Path, **overrides: Any) -> Settings:

@@ -20,6 +20,8 @@ import pytest
 from db.embedded import EmbeddedPostgres
 from tests.servers import free_port, wait_ready
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def data_dir() -> Iterator[Path]:

@@ -9,16 +9,10 @@ the whole export path: the server-side cursor, the tail's Arrow batches, DuckDB,
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +21,10 @@ import httpx
 import psutil
 import pytest
 
-from tests.conftest import OPERATOR_PASSWORD, Database, make_tenant
-from tests.servers import free_port, wait_ready
+from tests.conftest import Database, make_tenant
+from tests.servers import serving
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [pytest.mark.timeout(600), pytest.mark.slow]  # heavy: a long wait under load is no failure
 
 EVENTS = 200_000
 MESSAGE_CHARS = 2_000
@@ -45,45 +39,6 @@ events (~500-byte CSV lines) stay far lower: 188 MB for 1M events with bench/ben
 SLOPE_BOUND = 0.4
 """Growth beyond that of an export a fifth the size, per byte of extra body (streaming measured 0.09; holding
 the body would be about 1)."""
-
-
-@contextlib.contextmanager
-def _serve(database: Database, tmp: Path) -> Iterator[tuple[str, int]]:
-    port = free_port()
-    log = tmp / "serve.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AUDIT_")}
-    env.update(
-        AUDIT_ENV="test",
-        AUDIT_DATABASE_URL=database.api_url,
-        AUDIT_MIGRATION_DATABASE_URL=database.owner_url,
-        AUDIT_DATA_DIR=str(tmp / "data"),
-        AUDIT_PORT=str(port),
-        AUDIT_MASTER_KEY=base64.urlsafe_b64encode(b"m" * 32).decode(),
-        AUDIT_JWT_SIGNING_KEYS="test1:" + "s" * 48,
-        AUDIT_OPERATOR_PASSWORD=OPERATOR_PASSWORD,
-        AUDIT_DEMO_DATA="false",
-        AUDIT_RUN_WORKER_IN_PROCESS="false",
-        AUDIT_LOG_LEVEL="WARNING",
-        AUDIT_RATE_LIMIT_LOG_ROUTES="1000000",
-        AUDIT_RATE_LIMIT_OTHER_ROUTES="1000000",
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "serve"],
-        env=env,
-        stdout=log.open("ab"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        wait_ready(proc, port, log)
-        yield f"http://127.0.0.1:{port}", proc.pid
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
 
 
 async def _synthesize(database: Database, tenant_id: uuid.UUID, n: int) -> None:
@@ -164,7 +119,8 @@ def _stream_csv(base: str, headers: dict[str, str], params: dict[str, Any]) -> t
 
 
 async def test_a_large_csv_export_streams_under_a_fixed_memory_bound(database: Database, tmp_path: Path) -> None:
-    with _serve(database, tmp_path) as (base, pid):
+    with serving(database.api_url, database.owner_url, tmp_path) as server:
+        base, pid = server.url, server.proc.pid
         async with httpx.AsyncClient(base_url=base, timeout=60) as client:
             tenant = await make_tenant(client)  # type: ignore[arg-type]
         started = time.monotonic()

@@ -7,50 +7,19 @@ import asyncio
 import contextlib
 import os
 import signal
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 
 import httpx
+import pytest
 
 from app.auth.principal import Role
 from app.settings import Settings
 from tests.conftest import ApiClient, Database
 from tests.integration.ingest_helpers import owner
-from tests.servers import free_port, wait_ready
+from tests.servers import start_granian
 
-
-def _start(settings: Settings, database: Database, port: int, log: Path) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AUDIT_")}
-    env.update(
-        AUDIT_ENV="test",
-        AUDIT_DATABASE_URL=database.api_url,
-        AUDIT_MASTER_KEY=str(settings.master_key),
-        AUDIT_JWT_SIGNING_KEYS=str(settings.jwt_signing_keys),
-        AUDIT_OPERATOR_PASSWORD=str(settings.operator_password),
-        AUDIT_DATA_DIR=str(settings.data_dir),
-        AUDIT_DEMO_DATA="false",
-        AUDIT_RUN_WORKER_IN_PROCESS="false",
-        AUDIT_LOG_LEVEL="WARNING",
-        AUDIT_RATE_LIMIT_LOG_ROUTES="10000000",
-    )
-    cmd = [
-        sys.executable,
-        "-m",
-        "granian",
-        "--interface",
-        "asgi",
-        "--factory",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-        "app.asgi:create_app_from_env",
-    ]
-    return subprocess.Popen(cmd, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True)
+pytestmark = pytest.mark.slow
 
 
 async def test_acknowledged_events_survive_sigkill(
@@ -63,11 +32,11 @@ async def test_acknowledged_events_survive_sigkill(
     token = runtime.tokens.issue(user_id=uuid.uuid4(), tenant_id=tenant.id, role=Role.USER, session_id=uuid.uuid4())
     headers = {"Authorization": f"Bearer {token}"}
 
-    port, log = free_port(), tmp_path / "server.log"
-    proc = _start(settings, database, port, log)
+    server = start_granian(settings, tmp_path / "server.log", wait=False)
+    proc, port = server.proc, server.port
     acked: list[str] = []
     try:
-        await asyncio.to_thread(wait_ready, proc, port, log)
+        await asyncio.to_thread(server.wait_ready)
         stop, enough = asyncio.Event(), asyncio.Event()
 
         async def producer(n: int) -> None:
@@ -115,7 +84,7 @@ async def test_acknowledged_events_survive_sigkill(
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
 
-    assert len(acked) >= 500, log.read_text()[-3000:]
+    assert len(acked) >= 500, server.log.read_text()[-3000:]
     conn = await owner(database)
     try:
         stored = {str(r["id"]) for r in await conn.fetch("SELECT id FROM audit_logs WHERE tenant_id = $1", tenant.id)}

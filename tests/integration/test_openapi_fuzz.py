@@ -14,20 +14,19 @@ rejection is forgiven only when every error of the problem names a field listed 
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 import schemathesis
 from schemathesis.engine import Status, events, from_schema
 from schemathesis.openapi.checks import RejectedPositiveData
 
 from app.settings import Settings
 from tests.conftest import ApiClient, Database, make_tenant, operator_headers
-from tests.servers import free_port, wait_ready
+from tests.servers import start_granian, stop_serve
+
+pytestmark = pytest.mark.slow
 
 SEED = 20261130
 EXAMPLES = 2
@@ -50,28 +49,6 @@ BEYOND_SCHEMA: dict[str, set[str]] = {
     "GET /api/v1/checkpoints/consistency": {"from", "to"},  # from <= to <= the tenant's integrated tree size
     "GET /api/v1/logs/{event_id}/proof": {"tree_size"},  # must include the event (greater than its leaf index)
 }
-
-
-def _start(settings: Settings, database: Database, port: int, log: Path) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AUDIT_")}
-    env.update(
-        AUDIT_ENV="test",
-        AUDIT_DATABASE_URL=database.api_url,
-        AUDIT_MASTER_KEY=str(settings.master_key),
-        AUDIT_JWT_SIGNING_KEYS=str(settings.jwt_signing_keys),
-        AUDIT_OPERATOR_PASSWORD=str(settings.operator_password),
-        AUDIT_DATA_DIR=str(settings.data_dir),
-        AUDIT_DEMO_DATA="false",
-        AUDIT_RUN_WORKER_IN_PROCESS="false",
-        AUDIT_LOG_LEVEL="WARNING",
-        AUDIT_ACCESS_LOG="false",
-        AUDIT_RATE_LIMIT_LOG_ROUTES="10000000",
-        AUDIT_RATE_LIMIT_OTHER_ROUTES="10000000",
-        AUDIT_FAILED_AUTH_PER_MINUTE="10000000",  # ignored_auth sends invalid credentials on purpose
-    )
-    cmd = [sys.executable, "-m", "granian", "--interface", "asgi", "--factory", "--host", "127.0.0.1",
-           "--port", str(port), "--workers", "1", "app.asgi:create_app_from_env"]  # fmt: skip
-    return subprocess.Popen(cmd, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def _config(headers: dict[str, str]) -> Any:
@@ -142,21 +119,20 @@ async def test_the_openapi_document_matches_the_service(
 ) -> None:
     tenant = await make_tenant(client)
     operator = await operator_headers(client)
-    port, log = free_port(), tmp_path / "server.log"
-    proc = _start(settings, database, port, log)
+    server = start_granian(
+        settings,
+        tmp_path / "server.log",
+        wait=False,
+        AUDIT_ACCESS_LOG="false",
+        AUDIT_FAILED_AUTH_PER_MINUTE="10000000",  # ignored_auth sends invalid credentials on purpose
+    )
     try:
-        await asyncio.to_thread(wait_ready, proc, port, log)
-        base = f"http://127.0.0.1:{port}"
+        await asyncio.to_thread(server.wait_ready)
         report: list[str] = []
         for who, headers in (("Admin", tenant.admin), ("operator", operator)):
-            findings, cases = await asyncio.to_thread(_run, base, headers)
+            findings, cases = await asyncio.to_thread(_run, server.url, headers)
             assert cases >= 20, f"{who}: only {cases} cases ran"
             report += [f"[{who}] {f}" for f in findings]
         assert not report, "\n\n".join(dict.fromkeys(report))
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+        stop_serve(server)

@@ -10,8 +10,8 @@ import asyncpg
 import pytest
 
 from db import migrate
-from db.provision import API_ROLE, OWNER_ROLE, provision
-from tests.conftest import Database, PgServer
+from db.provision import API_ROLE, OWNER_ROLE
+from tests.conftest import Database, PgServer, provision_locked
 
 
 async def _fetch(dsn: str, sql: str, *args: object) -> list[asyncpg.Record]:
@@ -35,7 +35,7 @@ async def tenant_tables(owner_dsn: str) -> list[str]:
 
 def test_migrations_upgrade_downgrade_upgrade(pg_server: PgServer) -> None:
     name = f"mig_{uuid.uuid4().hex[:8]}"
-    asyncio.run(provision(pg_server.admin_dsn, name))
+    asyncio.run(provision_locked(pg_server, name))  # the roles are the whole server's: see tests/conftest.py
     owner = pg_server.url(OWNER_ROLE, name)
     dsn = pg_server.url(OWNER_ROLE, name, driver="postgresql")
     migrate.upgrade(owner)

@@ -9,17 +9,12 @@ fast one or ingest.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
 import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
-from pathlib import Path
+from datetime import datetime
 from typing import Any
 
 import aiohttp
@@ -27,95 +22,44 @@ import asyncpg
 import httpx
 import pytest
 
-from db.provision import API_ROLE, OWNER_ROLE
-from tests.conftest import OPERATOR_PASSWORD, PgServer, TenantFixture, make_tenant
-from tests.servers import free_port, wait_ready
+from tests.conftest import Database, PgServer, TenantFixture, create_database, drop_database, make_tenant
+from tests.servers import Server, start_serve, stop_serve
 
-pytestmark = pytest.mark.timeout(240)
-
-
-@dataclass
-class Server:
-    port: int
-    proc: subprocess.Popen[bytes]
-
-    @property
-    def http(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/api/v1/logs/stream"
+pytestmark = [pytest.mark.timeout(240), pytest.mark.slow]
 
 
-def _start(pg: PgServer, dbname: str, tmp: Path, name: str, **extra: str) -> Server:
-    port = free_port()
-    log = tmp / f"{name}.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AUDIT_")}
-    env.update(
-        AUDIT_ENV="test",
-        AUDIT_DATABASE_URL=pg.url(API_ROLE, dbname),
-        AUDIT_MIGRATION_DATABASE_URL=pg.url(OWNER_ROLE, dbname),
-        AUDIT_DATA_DIR=str(tmp / name),
-        AUDIT_PORT=str(port),
-        AUDIT_MASTER_KEY=base64.urlsafe_b64encode(b"m" * 32).decode(),
-        AUDIT_JWT_SIGNING_KEYS="test1:" + "s" * 48,
-        AUDIT_OPERATOR_PASSWORD=OPERATOR_PASSWORD,
-        AUDIT_DEMO_DATA="false",
-        AUDIT_RUN_WORKER_IN_PROCESS="false",
-        AUDIT_LOG_LEVEL="WARNING",
-        AUDIT_RATE_LIMIT_LOG_ROUTES="1000000",
-        AUDIT_RATE_LIMIT_OTHER_ROUTES="1000000",
-        **extra,
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "serve"],
-        env=env,
-        stdout=log.open("ab"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    wait_ready(proc, port, log)
-    return Server(port, proc)
-
-
-def _stop(server: Server) -> None:
-    server.proc.send_signal(signal.SIGINT)
-    try:
-        server.proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(server.proc.pid, signal.SIGKILL)
-        server.proc.wait(timeout=10)
+def _ws(server: Server) -> str:
+    return f"ws://127.0.0.1:{server.port}/api/v1/logs/stream"
 
 
 @pytest.fixture(scope="module")
-def servers(pg_server: PgServer, template_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Server]]:
+def stream_db(pg_server: PgServer, template_db: str) -> Iterator[Database]:
+    database = asyncio.run(create_database(pg_server, f"stream_{os.getpid()}", template_db))
+    yield database
+    asyncio.run(drop_database(pg_server, database.name))
+
+
+@pytest.fixture(scope="module")
+def servers(stream_db: Database, tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Server]]:
     """Two API processes on one fresh database; the second cuts slow subscribers after 200 events."""
-    dbname = f"stream_{os.getpid()}"
-
-    async def create() -> None:
-        conn = await asyncpg.connect(pg_server.admin_dsn)
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
-            await conn.execute(f'CREATE DATABASE "{dbname}" TEMPLATE "{template_db}" OWNER "{OWNER_ROLE}"')
-        finally:
-            await conn.close()
-
-    asyncio.run(create())
     tmp = tmp_path_factory.mktemp("stream")
-    started: list[Server] = []
+    db = stream_db
+    started = [  # side by side: start-up is mostly waiting (bootstrap takes a lock, migrations are done)
+        start_serve(db.api_url, db.owner_url, tmp, "a", wait=False),
+        start_serve(db.api_url, db.owner_url, tmp, "b", wait=False, AUDIT_STREAM_BUFFER_EVENTS="200"),
+    ]
     try:
-        started.append(_start(pg_server, dbname, tmp, "a"))
-        started.append(_start(pg_server, dbname, tmp, "b", AUDIT_STREAM_BUFFER_EVENTS="200"))
+        for server in started:
+            server.wait_ready()
         yield started
     finally:
         for server in started:
-            _stop(server)
+            stop_serve(server)
 
 
 @contextlib.asynccontextmanager
 async def _client(server: Server) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=server.http, timeout=30) as client:
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
         yield client
 
 
@@ -160,6 +104,12 @@ async def _assert_quiet(ws: aiohttp.ClientWebSocketResponse, seconds: float) -> 
         pytest.fail(f"unexpected {msg.type} {msg.data}")
 
 
+def _close_code(ws: aiohttp.ClientWebSocketResponse, msg: aiohttp.WSMessage) -> int | None:
+    """The code the server closed with: its CLOSE frame's (aiohttp's ``close_code`` turns 1006 when its own
+    reply to that frame meets a connection the server has already shut)."""
+    return int(msg.data) if msg.type == aiohttp.WSMsgType.CLOSE else ws.close_code
+
+
 def _bearer(headers: dict[str, str]) -> str:
     return headers["Authorization"].removeprefix("Bearer ")
 
@@ -167,7 +117,7 @@ def _bearer(headers: dict[str, str]) -> str:
 async def test_an_event_posted_to_one_process_reaches_a_subscriber_of_the_other(servers: list[Server]) -> None:
     a, b = servers
     tenant = await _tenant(a)
-    async with aiohttp.ClientSession() as session, session.ws_connect(b.ws, headers=tenant.auditor) as ws:
+    async with aiohttp.ClientSession() as session, session.ws_connect(_ws(b), headers=tenant.auditor) as ws:
         await asyncio.sleep(0.3)
         [event_id] = await _post(a, tenant.user, [_event(1, metadata={"ticket": "T-1"})])
         [frame] = await _log_frames(ws, 1)
@@ -183,27 +133,27 @@ async def test_credentials_by_query_and_subprotocol_and_refusals(servers: list[S
     tenant = await _tenant(a)
     token = _bearer(tenant.user)
     async with aiohttp.ClientSession() as session:
-        async with session.ws_connect(f"{a.ws}?token={token}") as ws:
+        async with session.ws_connect(f"{_ws(a)}?token={token}") as ws:
             await asyncio.sleep(0.3)
             await _post(a, tenant.user, [_event(1)])
             assert len(await _log_frames(ws, 1)) == 1
-        async with session.ws_connect(a.ws, protocols=("bearer", token)) as ws:
+        async with session.ws_connect(_ws(a), protocols=("bearer", token)) as ws:
             assert ws.protocol == "bearer"
             await asyncio.sleep(0.3)
             await _post(a, tenant.user, [_event(2)])
             assert (await _log_frames(ws, 1))[0]["data"]["resource_id"] == "doc-2"
         for kwargs in ({}, {"headers": {"Authorization": "Bearer not-a-token"}}, {"protocols": ("bearer", "x.y.z")}):
-            async with session.ws_connect(a.ws + "?token=bad" if not kwargs else a.ws, **kwargs) as ws:
+            async with session.ws_connect(_ws(a) + "?token=bad" if not kwargs else _ws(a), **kwargs) as ws:
                 msg = await ws.receive(timeout=5)
                 assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED), msg
-                assert ws.close_code == 1008
-        async with session.ws_connect(a.ws + "?severity=LOUD", headers=tenant.user) as ws:
+                assert _close_code(ws, msg) == 1008
+        async with session.ws_connect(_ws(a) + "?severity=LOUD", headers=tenant.user) as ws:
             msg = await ws.receive(timeout=5)
             error = json.loads(msg.data)
             assert error["type"] == "error" and error["status"] == 422
             assert error["errors"][0]["field"] == "severity"
-            await ws.receive(timeout=5)
-            assert ws.close_code == 1008
+            msg = await ws.receive(timeout=5)
+            assert _close_code(ws, msg) == 1008
 
 
 async def test_tenant_b_never_receives_tenant_a_events_on_either_transport(servers: list[Server]) -> None:
@@ -211,9 +161,9 @@ async def test_tenant_b_never_receives_tenant_a_events_on_either_transport(serve
     first, second = await _tenant(a), await _tenant(a)
     async with (
         aiohttp.ClientSession() as session,
-        session.ws_connect(b.ws, headers=second.admin) as ws_second,
-        session.ws_connect(a.ws, headers=first.admin) as ws_first,
-        session.get(f"{b.http}/api/v1/logs/stream/sse", headers=second.admin) as sse_second,
+        session.ws_connect(_ws(b), headers=second.admin) as ws_second,
+        session.ws_connect(_ws(a), headers=first.admin) as ws_first,
+        session.get(f"{b.url}/api/v1/logs/stream/sse", headers=second.admin) as sse_second,
     ):
         assert sse_second.status == 200
         assert sse_second.headers["content-type"].startswith("text/event-stream")
@@ -241,7 +191,7 @@ async def test_resume_across_a_gap_returns_exactly_the_missed_events_in_order_wh
     a, b = servers
     tenant = await _tenant(a)
     async with aiohttp.ClientSession() as session:
-        async with session.ws_connect(b.ws, headers=tenant.auditor) as ws:
+        async with session.ws_connect(_ws(b), headers=tenant.auditor) as ws:
             await asyncio.sleep(0.3)
             await _post(a, tenant.user, [_event(n) for n in range(3)])
             seen = await _log_frames(ws, 3)
@@ -259,7 +209,7 @@ async def test_resume_across_a_gap_returns_exactly_the_missed_events_in_order_wh
 
         inserter = asyncio.create_task(keep_inserting())
         try:
-            async with session.ws_connect(f"{b.ws}?after={last_id}", headers=tenant.auditor) as ws:
+            async with session.ws_connect(f"{_ws(b)}?after={last_id}", headers=tenant.auditor) as ws:
                 replayed = await _log_frames(ws, 400)
                 await asyncio.sleep(1.0)
                 stop.set()
@@ -284,7 +234,7 @@ async def test_sse_resumes_from_last_event_id_and_applies_filters(servers: list[
     async with (
         aiohttp.ClientSession() as session,
         session.get(
-            f"{b.http}/api/v1/logs/stream/sse?after={ids[0]}&severity=ERROR", headers=tenant.auditor
+            f"{b.url}/api/v1/logs/stream/sse?after={ids[0]}&severity=ERROR", headers=tenant.auditor
         ) as response,
     ):
         assert response.status == 200
@@ -294,13 +244,13 @@ async def test_sse_resumes_from_last_event_id_and_applies_filters(servers: list[
     async with (
         aiohttp.ClientSession() as session,
         session.get(
-            f"{a.http}/api/v1/logs/stream/sse?severity=ERROR",
+            f"{a.url}/api/v1/logs/stream/sse?severity=ERROR",
             headers={**tenant.auditor, "Last-Event-ID": str(events[2]["id"])},
         ) as response,
     ):
         resumed = await _sse_events(response, 2)
     assert [e["data"]["id"] for e in resumed] == errors[3:]
-    async with httpx.AsyncClient(base_url=a.http) as client:
+    async with httpx.AsyncClient(base_url=a.url) as client:
         bad = await client.get(
             "/api/v1/logs/stream/sse", params={"after": "00000000-0000-7000-8000-000000000000"}, headers=tenant.auditor
         )
@@ -327,20 +277,58 @@ async def _sse_events(response: aiohttp.ClientResponse, count: int) -> list[dict
     return events
 
 
-async def test_a_revoked_session_is_disconnected_within_two_seconds(servers: list[Server]) -> None:
+async def _delivery_seconds(
+    a: Server, tenant: TenantFixture, watcher: aiohttp.ClientWebSocketResponse, n: int
+) -> float:
+    """How long an event posted to ``a`` takes to reach ``watcher`` (a subscriber of the other process) right
+    now: the path a revocation travels too (a commit, its NOTIFY, the other process's listener and stream)."""
+    started = time.monotonic()
+    await _post(a, tenant.user, [_event(n)])
+    await _log_frames(watcher, 1, within=60)
+    return time.monotonic() - started
+
+
+async def _revoked_at(database: Database, tenant: TenantFixture) -> datetime:
+    conn = await asyncpg.connect(database.admin_dsn, database=database.name)  # a superuser: past RLS
+    try:
+        revoked = await conn.fetchval("SELECT max(revoked_at) FROM sessions WHERE tenant_id = $1", tenant.id)
+    finally:
+        await conn.close()
+    assert isinstance(revoked, datetime), "no session of the tenant was revoked"
+    return revoked
+
+
+async def test_a_revoked_session_is_disconnected_within_two_seconds(servers: list[Server], stream_db: Database) -> None:
+    """Counted from the revocation's commit (``revoked_at``, on this machine's clock) to the close frame. On a
+    loaded machine every hop is slow, so the bound is 2 s beyond what an event takes to travel the same way
+    just before and just after (about 0.1 s on an idle machine): a check that missed the notification and
+    waited for the 5 s catch-up poll, or one made less often, still fails."""
     a, b = servers
     tenant = await _tenant(a)
-    async with aiohttp.ClientSession() as session, session.ws_connect(b.ws, headers=tenant.auditor) as ws:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(_ws(b), headers=tenant.auditor) as ws,
+        session.ws_connect(_ws(b), headers=tenant.admin) as watcher,
+    ):
         await asyncio.sleep(0.3)
+        await _delivery_seconds(a, tenant, watcher, 0)  # warm-up: connections, first queries
+        before = await _delivery_seconds(a, tenant, watcher, 1)
         async with _client(a) as client:
             assert (await client.post("/api/v1/auth/logout", headers=tenant.auditor)).status_code == 204
-        revoked_at = time.monotonic()
-        while True:
-            msg = await ws.receive(timeout=5)
+        deadline = time.monotonic() + 30
+        while True:  # the events above may still arrive first; then the close
+            msg = await ws.receive(timeout=max(0.1, deadline - time.monotonic()))
             if msg.type != aiohttp.WSMsgType.TEXT:
                 break
-        assert ws.close_code == 1008
-        assert time.monotonic() - revoked_at < 2.0
+        closed_at = time.time()
+        assert _close_code(ws, msg) == 1008, msg
+        after = await _delivery_seconds(a, tenant, watcher, 2)
+    took = closed_at - (await _revoked_at(stream_db, tenant)).timestamp()
+    print(f"closed {took:.2f} s after the revocation committed; an event took {before:.2f} s / {after:.2f} s")
+    assert took < 2.0 + max(before, after), (
+        f"closed {took:.2f} s after the revocation committed; an event took {before:.2f} s just before and "
+        f"{after:.2f} s just after"
+    )
 
 
 async def test_a_slow_consumer_is_cut_without_stalling_a_fast_one_or_ingest(servers: list[Server]) -> None:
@@ -349,8 +337,8 @@ async def test_a_slow_consumer_is_cut_without_stalling_a_fast_one_or_ingest(serv
     total = 6000
     async with (
         aiohttp.ClientSession() as session,
-        session.ws_connect(b.ws, headers=tenant.auditor) as slow,
-        session.ws_connect(b.ws, headers=tenant.auditor) as fast,
+        session.ws_connect(_ws(b), headers=tenant.auditor) as slow,
+        session.ws_connect(_ws(b), headers=tenant.auditor) as fast,
     ):
         await asyncio.sleep(0.3)
         started = time.monotonic()
@@ -376,7 +364,7 @@ async def test_a_slow_consumer_is_cut_without_stalling_a_fast_one_or_ingest(serv
                 last = frame["position"]
             elif frame["type"] == "overflow":
                 overflow = frame
-        assert slow.close_code == 1013
+        assert _close_code(slow, msg) == 1013, msg
         assert got < total
         assert overflow["resume_after"] == (last if got else overflow["resume_after"])
 
@@ -384,7 +372,7 @@ async def test_a_slow_consumer_is_cut_without_stalling_a_fast_one_or_ingest(serv
 async def test_subscribing_is_an_audited_read(servers: list[Server]) -> None:
     a, _ = servers
     tenant = await _tenant(a)
-    async with aiohttp.ClientSession() as session, session.ws_connect(a.ws, headers=tenant.auditor) as ws:
+    async with aiohttp.ClientSession() as session, session.ws_connect(_ws(a), headers=tenant.auditor) as ws:
         await asyncio.sleep(0.5)
         await ws.close()
     await asyncio.sleep(0.5)
