@@ -346,6 +346,19 @@ async def page_phase(bench: Bench, args: argparse.Namespace, results: dict[str, 
                         timings[kind].append(time.perf_counter() - start)
                     rows[kind] = len(found)
             out[label] = {"q": word, "rows": rows, **{kind: _ms(t) for kind, t in timings.items()}}
+            if args.explain:
+                for kind, tenant in (("blind", blind), ("clear", clear)):
+                    if kind == "blind":
+                        sql, sql_args = build_list_sql(tenant, filters, after=None, limit=50, search=indexes[tenant])
+                    else:
+                        sql, sql_args = clear_sql(tenant, word)
+                    async with read_db.read(tenant) as pg:
+                        if kind == "blind":
+                            await bind_search(pg, indexes[tenant], word, local=False)
+                        else:
+                            await pg.execute("SELECT set_config('auditlog.search', $1, false)", word)
+                        plan = await pg.fetch("EXPLAIN (ANALYZE, COSTS OFF) " + sql, *sql_args)
+                    print(f"   plan, {label}, {kind}:\n      " + "\n      ".join(r[0] for r in plan), flush=True)
             print(f"   {label}: {out[label]}", flush=True)
         size = "SELECT sum(pg_relation_size(oid)) FROM pg_class WHERE relkind = 'i' AND relname LIKE $1"
         out["search_gin_bytes"] = {
@@ -381,6 +394,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=200_000, help="events per tenant for the q page")
     parser.add_argument("--queries", type=int, default=40, help="timed queries per word and variant")
     parser.add_argument("--phases", default="ingest,page", help="comma-separated subset of ingest,page")
+    parser.add_argument("--explain", action="store_true", help="print each page statement's plan (EXPLAIN ANALYZE)")
     args = parser.parse_args()
     args.phases = {p.strip() for p in args.phases.split(",") if p.strip()}
     workdir = Path(tempfile.mkdtemp(prefix="auditlog-bench-blind-"))
