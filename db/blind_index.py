@@ -140,7 +140,7 @@ def parse_q(q: str) -> list[list[Term]]:
         found = words(text)
         if not found:
             continue
-        term = Term(tuple(found), negated, text)
+        term = Term(tuple(found), negated, text.replace("\x00", " "))  # PostgreSQL text holds no NUL
         if pending_or and groups[-1]:
             groups.append([term])
         else:

@@ -120,6 +120,9 @@ async def test_q_selects_the_same_events_on_every_reader(client: ApiClient, data
         assert sorted(await _export_ids(client, t.auditor, q)) == wanted[q], q
         assert await _stats_total(client, t.auditor, q) == len(wanted[q]), q
 
+    nul = await client.get("/api/v1/logs", params={"q": "amber\x00light"}, headers=t.auditor)
+    assert nul.status_code == 200, nul.text  # a NUL never reaches PostgreSQL (its text cannot hold one)
+
     # the events move to the lake (decrypted there, matched by analytics.filters): the same answers
     conn = await asyncpg.connect(database.dsn(database.api_url))
     try:

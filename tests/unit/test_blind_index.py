@@ -144,3 +144,9 @@ def test_lake_rows_match_q_as_the_index_does(q: str) -> None:
     got = ds.dataset(table).to_table(filter=expression).column("message").to_pylist()
     wanted = [r["message"] for r in ROWS if _oracle(r, q)]
     assert got == wanted, q
+
+
+def test_a_nul_in_q_never_reaches_postgresql() -> None:
+    bind = Binder()
+    assert SearchIndex(os.urandom(32)).tsquery_sql("a\x00b", bind) is not None
+    assert all("\x00" not in str(arg) for arg in bind.args)
