@@ -30,6 +30,7 @@ import io
 import os
 import random
 import re
+import shutil
 import statistics
 import sys
 import tempfile
@@ -405,6 +406,7 @@ def main() -> None:
         results = asyncio.run(run(stack, args))
     finally:
         stack.close()
+        shutil.rmtree(workdir, ignore_errors=True)  # the cluster and its WAL: gigabytes at 200k events
     print(msgspec.json.format(msgspec.json.encode(results)).decode())
 
 
