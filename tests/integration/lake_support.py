@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import secrets
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,9 +20,26 @@ from db.crypto import TenantKeyring
 from tests.conftest import ApiClient, Database
 from tests.servers import free_port
 
-__all__ = ["api_conn", "keyring_of", "lake_rows", "lake_store", "post_events", "s3_endpoint"]
+__all__ = ["Crash", "api_conn", "crash_at", "keyring_of", "lake_rows", "lake_store", "post_events", "s3_endpoint"]
 
 MARKER = "LAKE-MARKER-7f3a9c"
+
+
+class Crash(Exception):
+    """A crash injected at a named step of an export or a compaction."""
+
+
+def crash_at(step: str, *, after: int = 1) -> Callable[[str], None]:
+    """An ``on_step`` hook that raises :class:`Crash` the ``after``-th time ``step`` is reached."""
+    seen = {"n": 0}
+
+    def hook(name: str) -> None:
+        if name == step:
+            seen["n"] += 1
+            if seen["n"] >= after:
+                raise Crash(step)
+
+    return hook
 
 
 @pytest.fixture(scope="session")

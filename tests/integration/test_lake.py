@@ -27,7 +27,9 @@ from db.crypto import TenantKeyring, new_data_key
 from tests.conftest import Database, make_settings, make_tenant, running_app
 from tests.integration.lake_support import (
     MARKER,
+    Crash,
     api_conn,
+    crash_at,
     keyring_of,
     lake_rows,
     lake_store,
@@ -37,22 +39,6 @@ from tests.integration.lake_support import (
 )
 
 __all__ = ["lake_store", "s3_endpoint"]  # fixtures used by this module
-
-
-class Crash(Exception):
-    pass
-
-
-def crash_at(step: str, *, after: int = 1):
-    seen = {"n": 0}
-
-    def hook(name: str) -> None:
-        if name == step:
-            seen["n"] += 1
-            if seen["n"] >= after:
-                raise Crash(step)
-
-    return hook
 
 
 async def _pg_seqs(conn, tenant_id: uuid.UUID) -> list[tuple[str, int]]:

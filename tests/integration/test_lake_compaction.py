@@ -23,7 +23,9 @@ from analytics.lake import (
 from jobs.worker import start_worker
 from tests.conftest import Database, make_settings, make_tenant, running_app
 from tests.integration.lake_support import (
+    Crash,
     api_conn,
+    crash_at,
     keyring_of,
     lake_rows,
     lake_store,
@@ -33,18 +35,6 @@ from tests.integration.lake_support import (
 )
 
 __all__ = ["lake_store", "s3_endpoint"]  # fixtures used by this module
-
-
-class Crash(Exception):
-    pass
-
-
-def crash_at(step: str):
-    def hook(name: str) -> None:
-        if name == step:
-            raise Crash(step)
-
-    return hook
 
 
 async def _live(conn: asyncpg.Connection, tenant_id: uuid.UUID):
