@@ -26,7 +26,7 @@ import asyncio
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
@@ -58,20 +58,18 @@ _ROLLUP_FILTERS: Final = {
 }
 _NO_FILTERS: Final = LogFilters()
 # GROUPING(bucket, action, severity, resource_type): a bit is set for each column NOT grouped by.
-_SETS: Final = {0b1111: "total", 0b1011: "action", 0b1101: "severity", 0b1110: "resource_type", 0b0111: "bucket",
-                0b0101: "severity_bucket"}  # fmt: skip
+_SETS: Final = {0b1111: "total", 0b1011: "action", 0b1101: "severity", 0b1110: "resource_type", 0b0111: "bucket"}
 
 
 @dataclass(slots=True)
 class WindowCounts:
-    """The counts of a window: ``series`` and ``series_by_severity`` hold only the buckets that have events."""
+    """The counts of a window: ``series`` holds only the buckets that have events."""
 
     total: int = 0
     by_action: Counter[str] = field(default_factory=Counter)
     by_severity: Counter[str] = field(default_factory=Counter)
     by_resource_type: Counter[str] = field(default_factory=Counter)
     series: Counter[datetime] = field(default_factory=Counter)
-    series_by_severity: dict[str, Counter[datetime]] = field(default_factory=dict)
     edges_from_lake: int = 0
     """How many partial hours were counted from lake files (PostgreSQL no longer held all their events)."""
 
@@ -81,7 +79,6 @@ class WindowCounts:
         self.by_severity[severity] += n
         self.by_resource_type[resource_type] += n
         self.series[bucket] += n
-        self.series_by_severity.setdefault(severity, Counter())[bucket] += n
 
 
 def answerable(filters: LogFilters) -> bool:
@@ -111,34 +108,60 @@ class _Window:
         return cls(start, end, h0, h1, edges) if h0 < h1 else cls(start, end, None, None, edges)
 
 
-def _naive(moment: datetime) -> datetime:
-    return moment.astimezone(UTC).replace(tzinfo=None)
+def _dimensions(tenant_id: uuid.UUID, filters: LogFilters, bind: Binder) -> str:
+    """The filters as a predicate over the rollups' columns (tenant, action, severity, resource type)."""
+    return filter_predicate(tenant_id, msgspec.structs.replace(filters, start_time=None, end_time=None), bind)
 
 
-def _rollup_part(tenant_id: uuid.UUID, filters: LogFilters, window: _Window, unit: str, bind: Binder) -> str:
-    """The lake's events in the whole hours, from the rollups (filtered by their dimensions)."""
+def _rollup_parts(tenant_id: uuid.UUID, filters: LogFilters, window: _Window, unit: str, bind: Binder) -> list[str]:
+    """The lake's events in the whole hours from the rollups: the first and last day from their hourly counts,
+    the days between from the daily ones. Bucketed by day; with hourly buckets the bucket is NULL here (the
+    series then comes from :func:`_hour_series`)."""
     assert window.h0 is not None and window.h1 is not None
     last_hour = window.h1 - _HOUR
-    first, last = bind(window.h0.date()), bind(last_hour.date())
-    dims = filter_predicate(tenant_id, msgspec.structs.replace(filters, start_time=None, end_time=None), bind)
-    where = f"{dims} AND day BETWEEN {first} AND {last}"
-    if unit == "hour":
+    first, last = window.h0.date(), last_hour.date()
+    dims = _dimensions(tenant_id, filters, bind)
+    bucket = "day::timestamp" if unit == "day" else "NULL::timestamp"
+
+    def hours(day: date, lo: int, hi: int) -> str:  # 1-based, inclusive
+        n = f"(SELECT coalesce(sum(x), 0) FROM unnest(hours[{lo}:{hi}]) AS x)::int8"
         return (
-            "SELECT r.day + (h.k - 1) * interval '1 hour', action, severity, resource_type, h.n "
-            f"FROM lake_rollups r CROSS JOIN LATERAL unnest(r.hours) WITH ORDINALITY AS h(n, k) WHERE {where} "
-            f"AND h.n > 0 AND r.day + (h.k - 1) * interval '1 hour' >= {bind(_naive(window.h0))} "
-            f"AND r.day + (h.k - 1) * interval '1 hour' < {bind(_naive(window.h1))}"
+            f"SELECT {bucket}, action, severity, resource_type, {n} FROM lake_rollup_hours "
+            f"WHERE {dims} AND day = {bind(day)}"
         )
-    a, b = bind(window.h0.hour + 1), bind(last_hour.hour + 1)  # 1-based hour slices of the first and last day
 
-    def hours(lo: str, hi: str) -> str:
-        return f"(SELECT coalesce(sum(x), 0) FROM unnest(hours[{lo}:{hi}]) AS x)::int8"
+    if first == last:
+        return [hours(first, window.h0.hour + 1, last_hour.hour + 1)]
+    parts = [hours(first, window.h0.hour + 1, 24), hours(last, 1, last_hour.hour + 1)]
+    if (last - first).days > 1:
+        parts.append(
+            f"SELECT {bucket}, action, severity, resource_type, events FROM lake_rollups "
+            f"WHERE {dims} AND day > {bind(first)} AND day < {bind(last)}"
+        )
+    return parts
 
-    n = (
-        f"CASE WHEN day = {first} AND day = {last} THEN {hours(a, b)} WHEN day = {first} THEN {hours(a, '24')} "
-        f"WHEN day = {last} THEN {hours('1', b)} ELSE events END"
+
+async def _hour_series(
+    pg: asyncpg.Connection, tenant_id: uuid.UUID, filters: LogFilters, window: _Window
+) -> Counter[datetime]:
+    """The lake's events per whole hour of the window, from the hourly rollups."""
+    assert window.h0 is not None and window.h1 is not None
+    bind = Binder()
+    dims = _dimensions(tenant_id, filters, bind)
+    sums = ", ".join(f"sum(hours[{k}])::int8" for k in range(1, 25))
+    rows = await pg.fetch(
+        f"SELECT day, {sums} FROM lake_rollup_hours WHERE {dims} "
+        f"AND day BETWEEN {bind(window.h0.date())} AND {bind((window.h1 - _HOUR).date())} GROUP BY day",
+        *bind.args,
     )
-    return f"SELECT day::timestamp, action, severity, resource_type, {n} FROM lake_rollups WHERE {where}"
+    series: Counter[datetime] = Counter()
+    for row in rows:
+        midnight = datetime.combine(row[0], time.min, tzinfo=UTC)
+        for k in range(24):
+            bucket = midnight + k * _HOUR
+            if row[k + 1] and window.h0 <= bucket < window.h1:
+                series[bucket] += row[k + 1]
+    return series
 
 
 def _rows_part(
@@ -162,7 +185,7 @@ async def _edges_in_postgres(
     for lo, _ in edges:
         hour = lo.replace(minute=0, second=0, microsecond=0)
         checks.append(
-            f"(SELECT coalesce(sum(hours[{bind(hour.hour + 1)}]), 0) FROM lake_rollups "
+            f"(SELECT coalesce(sum(hours[{bind(hour.hour + 1)}]), 0) FROM lake_rollup_hours "
             f"WHERE tenant_id = {t} AND day = {bind(hour.date())})::int8 = "
             f'(SELECT count(*) FROM audit_logs WHERE tenant_id = {t} AND "timestamp" >= {bind(hour)} '
             f'AND "timestamp" < {bind(hour + _HOUR)} AND seq <= {wm})'
@@ -223,7 +246,9 @@ async def count_window(
         from_lake: list[tuple[datetime, datetime]] = []
         if watermark > 0:
             if window.h0 is not None:
-                parts.append(_rollup_part(tenant_id, filters, window, interval, bind))
+                parts += _rollup_parts(tenant_id, filters, window, interval, bind)
+                if interval == "hour":
+                    out.series += await _hour_series(pg, tenant_id, filters, window)
             held = await _edges_in_postgres(pg, tenant_id, window.edges, watermark) if window.edges else []
             for (lo, hi), in_postgres in zip(window.edges, held, strict=True):
                 if in_postgres:
@@ -235,7 +260,7 @@ async def count_window(
             f"WITH parts (bucket, action, severity, resource_type, n) AS ({union})\n"
             "SELECT bucket, action, severity, resource_type, GROUPING(bucket, action, severity, resource_type) AS g,"
             " sum(n)::int8 AS n FROM parts GROUP BY GROUPING SETS "
-            "((), (action), (severity), (resource_type), (bucket), (severity, bucket))",
+            "((), (action), (severity), (resource_type), (bucket))",
             *bind.args,
         )
         files: list[Any] = []
@@ -249,9 +274,8 @@ async def count_window(
         if kind == "total":
             out.total += n
         elif kind == "bucket":
-            out.series[row["bucket"].replace(tzinfo=UTC)] += n
-        elif kind == "severity_bucket":
-            out.series_by_severity.setdefault(row["severity"], Counter())[row["bucket"].replace(tzinfo=UTC)] += n
+            if row["bucket"] is not None:  # None: whole hours of the lake, counted by _hour_series
+                out.series[row["bucket"].replace(tzinfo=UTC)] += n
         else:
             getattr(out, f"by_{kind}")[row[kind]] += n
     out.edges_from_lake = len(from_lake)

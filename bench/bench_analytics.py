@@ -1,11 +1,13 @@
 """Analytics benchmark: ``GET /logs/export`` against DuckDB's own ``COPY … TO``, and ``GET /logs/stats`` latency.
 
-Run on demand (never in CI): ``uv run --frozen python bench/bench_analytics.py [--events N] [--no-lake]``.
-It starts its own embedded PostgreSQL (or uses ``AUDIT_BENCH_ADMIN_URL``) and the API under Granian on
-127.0.0.1 (``bench.Stack``), loads N events with ``bench.make_event`` through ``POST /logs/bulk`` (4 clients,
-1,000-event batches with metadata, timestamps spread over 60 days), settles the database (``VACUUM
-(ANALYZE)``, ``CHECKPOINT``), runs ``auditlog export-lake`` once (unless ``--no-lake``: then every event is
-in the PostgreSQL hot tail), then in the same run:
+Run on demand (never in CI): ``uv run --frozen python bench/bench_analytics.py [--events N] [--no-lake]
+[--synthesize] [--skip-export]``. It starts its own embedded PostgreSQL (or uses ``AUDIT_BENCH_ADMIN_URL``) and
+the API under Granian on 127.0.0.1 (``bench.Stack``), loads N events with ``bench.make_event`` through
+``POST /logs/bulk`` (4 clients, 1,000-event batches with metadata, timestamps spread over 60 days) - or, with
+``--synthesize``, writes them with SQL (:func:`synthesize`: the same spread of times, actions, resource types,
+severities, users and sessions, no metadata; for 10M events in a reasonable time) - settles the database
+(``VACUUM (ANALYZE)``, ``CHECKPOINT``), runs ``auditlog export-lake`` once (unless ``--no-lake``: then every
+event is in the PostgreSQL hot tail), then in the same run:
 
 1. ``GET /api/v1/logs/export?format=csv`` and ``format=parquet`` of all N events: rows/s, and the server's
    peak RSS growth during the export (psutil, the Granian process tree, sampled every 50 ms, against its
@@ -39,13 +41,67 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import duckdb
 import httpx
 import psutil
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench import ROOT, Stack, batches, bulk_load, count_events, cpu_probe, settle, writer_token
+from bench import (
+    ACTIONS,
+    RESOURCE_TYPES,
+    ROOT,
+    SEVERITIES,
+    Stack,
+    batches,
+    bulk_load,
+    count_events,
+    cpu_probe,
+    settle,
+    spaced_checkpoints,
+    writer_token,
+)
+from db.provision import OWNER_ROLE
+
+_SYNTHESIZE = """
+INSERT INTO audit_logs (tenant_id, "timestamp", id, seq, action, resource_type, resource_id, user_id, session_id,
+                        request_id, severity, ip_address, user_agent, message)
+SELECT $1, ts, gen_random_uuid(), $2 + row_number() OVER (ORDER BY ts),
+       ($4::text[])[1 + floor(random() * cardinality($4::text[]))::int],
+       ($5::text[])[1 + floor(random() * cardinality($5::text[]))::int],
+       'res-' || (1 + floor(random() * 100000)::int), 'user-' || (1 + floor(random() * 500)::int),
+       'sess-' || (1 + floor(random() * 5000)::int), md5(random()::text),
+       ($6::text[])[1 + floor(random() * cardinality($6::text[]))::int],
+       ('10.' || floor(random() * 256)::int || '.' || floor(random() * 256)::int || '.'
+        || (1 + floor(random() * 254)::int))::inet,
+       'Mozilla/5.0 (X11; Linux x86_64) bench/1.0', 'alpha bravo charlie delta echo foxtrot golf hotel india juliet'
+FROM (SELECT now() - interval '1 minute' - random() * interval '60 days' AS ts FROM generate_series(1, $3)) AS drawn
+"""
+
+
+async def synthesize(stack: Stack, tenant_id: uuid.UUID, events: int) -> None:
+    """Add ``events`` SQL-generated events to the tenant, drawn like ``bench.make_event`` (times over the last 60
+    days, the same actions, resource types and severity weights, users, sessions), without metadata, in
+    500k-row statements that take their seqs from the tenant's counter; checkpoints spaced out meanwhile."""
+    async with spaced_checkpoints(stack):
+        conn = await asyncpg.connect(stack.url(OWNER_ROLE, driver="postgresql"))
+        try:
+            await conn.execute(
+                "SELECT auditlog_ensure_partitions($1, (now() - interval '62 days')::date, 2)", tenant_id
+            )
+            done = 0
+            while done < events:
+                n = min(500_000, events - done)
+                start = await conn.fetchval(
+                    "UPDATE tenant_log_seq SET last_seq = last_seq + $2 WHERE tenant_id = $1 RETURNING last_seq - $2",
+                    tenant_id, n,
+                )  # fmt: skip
+                await conn.execute(_SYNTHESIZE, tenant_id, start, n, ACTIONS, RESOURCE_TYPES, SEVERITIES)
+                done += n
+                print(f"    … {done:,} events", flush=True)
+        finally:
+            await conn.close()
 
 
 def _load() -> str:
@@ -168,11 +224,17 @@ def main() -> None:
     parser.add_argument("--no-lake", action="store_true", help="skip the lake export: every event in the hot tail")
     parser.add_argument("--stats-requests", type=int, default=30)
     parser.add_argument("--skip-export", action="store_true", help="only the stats figure")
+    parser.add_argument("--synthesize", action="store_true", help="write the events with SQL instead of the API")
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="auditlog-bench-analytics-"))
     stack = Stack(workdir, 1)
-    results: dict[str, Any] = {"events": args.events, "lake": not args.no_lake, "machine": f"{os.cpu_count()} cores"}
+    results: dict[str, Any] = {
+        "events": args.events,
+        "lake": not args.no_lake,
+        "synthesized": args.synthesize,
+        "machine": f"{os.cpu_count()} cores",
+    }
     try:
         asyncio.run(stack.create_database())
         env = stack.api_env()
@@ -183,9 +245,14 @@ def main() -> None:
         server_pid = stack.procs[0].pid
         tid, token = asyncio.run(writer_token(base))
 
-        bodies = [json.dumps(b).encode() for b in batches(50, 1000, seed=5)]
-        n, s = asyncio.run(bulk_load(base, token, bodies, clients=4, duration=None, total=args.events))
-        print(f"loaded {n:,} events through POST /logs/bulk in {s:.0f} s ({n / s:,.0f}/s)", flush=True)
+        if args.synthesize:
+            started = time.perf_counter()
+            asyncio.run(synthesize(stack, uuid.UUID(tid), args.events))
+            print(f"synthesized {args.events:,} events in {time.perf_counter() - started:.0f} s", flush=True)
+        else:
+            bodies = [json.dumps(b).encode() for b in batches(50, 1000, seed=5)]
+            n, s = asyncio.run(bulk_load(base, token, bodies, clients=4, duration=None, total=args.events))
+            print(f"loaded {n:,} events through POST /logs/bulk in {s:.0f} s ({n / s:,.0f}/s)", flush=True)
         asyncio.run(settle(stack))
         if not args.no_lake:
             started = time.perf_counter()

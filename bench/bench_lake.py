@@ -74,7 +74,7 @@ async def _empty_lake(stack: Stack, workdir: Path, tenant_id: uuid.UUID) -> Lake
     """Forget the tenant's lake (manifest, watermark, rollups; owner connection) and its files."""
     owner = await asyncpg.connect(stack.url(OWNER_ROLE, driver="postgresql"))
     try:
-        for table in ("lake_files", "lake_watermarks", "lake_rollups"):
+        for table in ("lake_files", "lake_watermarks", "lake_rollups", "lake_rollup_hours"):
             await owner.execute(f"DELETE FROM {table} WHERE tenant_id = $1", tenant_id)
     finally:
         await owner.close()

@@ -1,9 +1,10 @@
-"""Hourly event counts kept beside the lake (``lake_rollups``), so that counting a long window reads a few
-thousand counters instead of millions of rows.
+"""Daily and hourly event counts kept beside the lake, so that counting a long window reads a few thousand
+counters instead of millions of rows.
 
-One row per (tenant, UTC day, action, severity, resource_type) present in the tenant's lake: ``events``, and
-``hours``, its 24 per-hour counts. The exporter adds each run's counts in the transaction that lists the run's
-files and moves the watermark (``write_manifest`` calls :func:`write_rollups`), so the rollups count exactly
+One row per (tenant, UTC day, action, severity, resource_type) present in the tenant's lake with its ``events``
+(``lake_rollups``), and the same key with the day's 24 hourly counts (``lake_rollup_hours``). The exporter adds
+each run's counts in the transaction that lists the run's files and moves the watermark (``write_manifest``
+calls :func:`write_rollups`), so the rollups count exactly
 the lake's events up to its watermark: a crashed run adds nothing, a re-run adds once. Compaction moves rows
 between files, never between hours; retention and cleanup remove events from PostgreSQL, not from the lake.
 Neither touches the counts.
@@ -46,26 +47,32 @@ FROM lake_watermarks WHERE tenant_id = $1
 """
 """The lake's watermark and ``rollup_from`` (0 when the rollups count every lake event)."""
 
-_UPSERT: Final = """
-INSERT INTO lake_rollups AS r (tenant_id, day, action, severity, resource_type, events, hours)
-SELECT $1, u.day, u.action, u.severity, u.resource_type, u.events, ($7::int8[])[(u.i::int - 1) * 24 + 1 : u.i::int * 24]
+_KEY: Final = "(tenant_id, day, action, severity, resource_type)"
+_UPSERT_DAYS: Final = f"""
+INSERT INTO lake_rollups AS r (tenant_id, day, action, severity, resource_type, events)
+SELECT $1, u.day, u.action, u.severity, u.resource_type, u.events
 FROM unnest($2::date[], $3::text[], $4::text[], $5::text[], $6::int8[])
-  WITH ORDINALITY AS u(day, action, severity, resource_type, events, i)
-ON CONFLICT (tenant_id, day, action, severity, resource_type) DO UPDATE
-SET events = r.events + EXCLUDED.events,
-    hours = ARRAY(SELECT a + b FROM unnest(r.hours, EXCLUDED.hours) WITH ORDINALITY AS x(a, b, k) ORDER BY k)
+  AS u(day, action, severity, resource_type, events)
+ON CONFLICT {_KEY} DO UPDATE SET events = r.events + EXCLUDED.events
 """
-
+_UPSERT_HOURS: Final = f"""
+INSERT INTO lake_rollup_hours AS r (tenant_id, day, action, severity, resource_type, hours)
+SELECT $1, u.day, u.action, u.severity, u.resource_type, ($6::int4[])[(u.i::int - 1) * 24 + 1 : u.i::int * 24]
+FROM unnest($2::date[], $3::text[], $4::text[], $5::text[])
+  WITH ORDINALITY AS u(day, action, severity, resource_type, i)
+ON CONFLICT {_KEY} DO UPDATE
+SET hours = ARRAY(SELECT a + b FROM unnest(r.hours, EXCLUDED.hours) WITH ORDINALITY AS x(a, b, k) ORDER BY k)
+"""
 
 _exists = False
 
 
 async def rollups_ready(conn: asyncpg.Connection) -> bool:
-    """Whether the database has ``lake_rollups`` (a database not yet migrated to it has no rollups: writers skip
-    them, readers scan). Remembered once seen."""
+    """Whether the database has the rollup tables (a database not yet migrated to them has no rollups: writers
+    skip them, readers scan). Remembered once seen."""
     global _exists
     if not _exists:
-        _exists = bool(await conn.fetchval("SELECT to_regclass('lake_rollups') IS NOT NULL"))
+        _exists = bool(await conn.fetchval("SELECT to_regclass('lake_rollup_hours') IS NOT NULL"))
     return _exists
 
 
@@ -125,7 +132,8 @@ async def write_rollups(conn: asyncpg.Connection, tenant_id: uuid.UUID, counts: 
         types.append(resource_type)
         events.append(sum(by_hour))
         hours.extend(by_hour)
-    await conn.execute(_UPSERT, tenant_id, days, actions, severities, types, events, hours)
+    await conn.execute(_UPSERT_DAYS, tenant_id, days, actions, severities, types, events)
+    await conn.execute(_UPSERT_HOURS, tenant_id, days, actions, severities, types, hours)
 
 
 def _count_lake(store: LakeStore, files: list, through: int) -> HourCounts:

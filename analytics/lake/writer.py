@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import itertools
 import logging
 import uuid
 from collections.abc import Callable, Sequence
@@ -155,7 +156,7 @@ def batch_days(batch: pa.RecordBatch) -> list[tuple[date, pa.RecordBatch]]:
         starts = pc.indices_nonzero(pc.not_equal(days[1:], days[:-1])).to_pylist()
         bounds = [0, *(i + 1 for i in starts), batch.num_rows]
         return [
-            (_EPOCH + timedelta(days=days[a].as_py()), batch.slice(a, b - a)) for a, b in zip(bounds, bounds[1:])
+            (_EPOCH + timedelta(days=days[a].as_py()), batch.slice(a, b - a)) for a, b in itertools.pairwise(bounds)
         ]
     return [(_EPOCH + timedelta(days=d), batch.filter(pc.equal(days, d))) for d in sorted(pc.unique(days).to_pylist())]
 

@@ -232,7 +232,8 @@ async def test_a_lake_without_rollups_is_scanned_until_backfilled_and_isolated_b
             for tenant in (tid, oid):
                 await export_tenant(pg, store, keyrings, tenant, batch_rows=64)
             rollups = (
-                "SELECT day, action, severity, resource_type, events, hours FROM lake_rollups WHERE tenant_id = $1"
+                "SELECT r.day, r.action, r.severity, r.resource_type, r.events, h.hours FROM lake_rollups r JOIN "
+                "lake_rollup_hours h USING (tenant_id, day, action, severity, resource_type) WHERE r.tenant_id = $1"
             )
             written = sorted(map(tuple, await owner.fetch(rollups, tid)))
             assert sum(r[4] for r in written) == await owner.fetchval(
@@ -241,11 +242,14 @@ async def test_a_lake_without_rollups_is_scanned_until_backfilled_and_isolated_b
             # another tenant's rollups are invisible under RLS
             async with pg.transaction(readonly=True):
                 await pg.execute("SELECT set_config('auditlog.tenant_id', $1, true)", str(oid))
-                seen = await pg.fetch("SELECT DISTINCT tenant_id FROM lake_rollups")
+                seen = await pg.fetch(
+                    "SELECT DISTINCT tenant_id FROM lake_rollups UNION SELECT DISTINCT tenant_id FROM lake_rollup_hours"
+                )
             assert [r[0] for r in seen] == [oid]
 
             # a lake written before the rollups: scanned (None here, the engine in the route) until backfilled
             await owner.execute("DELETE FROM lake_rollups WHERE tenant_id = $1", tid)
+            await owner.execute("DELETE FROM lake_rollup_hours WHERE tenant_id = $1", tid)
             await owner.execute("UPDATE lake_watermarks SET rollup_from = last_seq WHERE tenant_id = $1", tid)
             window = LogFilters(start_time=lo, end_time=hi)
             assert await count_window(pg, tid, window, "day", store) is None
@@ -305,7 +309,9 @@ async def test_rollups_count_each_event_once_when_the_export_crashes(
                 ts = ts.astimezone(UTC)
                 expected.setdefault((ts.date(), action, severity, resource_type), [0] * 24)[ts.hour] += 1
             rows = await owner.fetch(
-                "SELECT day, action, severity, resource_type, hours, events FROM lake_rollups WHERE tenant_id = $1", tid
+                "SELECT r.day, r.action, r.severity, r.resource_type, h.hours, r.events FROM lake_rollups r "
+                "JOIN lake_rollup_hours h USING (tenant_id, day, action, severity, resource_type) WHERE r.tenant_id = $1",
+                tid,
             )
         finally:
             await pg.close()
