@@ -73,15 +73,21 @@ class GracefulWorker(Worker[Any]):
 
     async def stop(self) -> None:
         self.event.set()  # no new jobs; processors that finish a job do not start another
+        loop = asyncio.get_running_loop()
+        grace = self._shutdown_grace_period_s or 0
+        deadline = loop.time() + grace
         running = [ctx["task"] for ctx in list(self.job_task_contexts.values()) if not ctx["task"].done()]
         if running:
-            _, late = await asyncio.wait(running, timeout=self._shutdown_grace_period_s or 0)
+            _, late = await asyncio.wait(running, timeout=grace)
             if late:
                 log.warning(
                     "%d job(s) still running after the shutdown grace period: cancelled, retried later", len(late)
                 )
-        # Let the processors record the outcome of the jobs that just ended (bounded), then drop the idle ones.
-        for _ in range(20):
+        # Let the processors record the outcome of the jobs that just ended (a write each: milliseconds, more on
+        # a loaded machine, so within what is left of the grace period and at least a second), then drop the
+        # idle ones. Cancelling a processor mid-write would leave a finished job active, to be run again.
+        deadline = max(deadline, loop.time() + 1.0)
+        while loop.time() < deadline:
             if not self.job_task_contexts:
                 break
             await asyncio.sleep(0.05)
