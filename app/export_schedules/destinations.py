@@ -256,7 +256,7 @@ async def upload_s3(
                     total += len(chunk)
                     while len(buffer) >= PART_BYTES:
                         upload = upload or _MultipartUpload(s3, bucket, key, content_type)
-                        await upload.put(bytes(buffer[:PART_BYTES]))
+                        await upload.put(bytes(memoryview(buffer)[:PART_BYTES]))  # one copy, not two
                         del buffer[:PART_BYTES]
                 if upload is None:
                     await s3.put_object(Bucket=bucket, Key=key, Body=bytes(buffer), ContentType=content_type)

@@ -61,6 +61,9 @@ __all__ = ["MAX_RETRY_DELAY", "RunResult", "RunnerConfig", "deliver_window", "id
 log = logging.getLogger(__name__)
 
 MAX_RETRY_DELAY: Final = 3600.0
+BATCH_ROWS: Final = 8192
+"""Rows per chunk of a window's bytes: a chunk (and the copies made of it on its way out) is what a delivery holds
+in memory, so smaller than the download route's 65,536."""
 _LOCK_SQL: Final = "SELECT pg_try_advisory_lock(hashtextextended($1, 0))"
 _UNLOCK_SQL: Final = "SELECT pg_advisory_unlock(hashtextextended($1, 0))"
 
@@ -212,7 +215,7 @@ async def _send(
     )
     source = cast("AsyncGenerator[bytes, None]", export_bytes(
         pg, schedule.tenant_id, cfg.keyrings, cfg.engine, cfg.lake_store(),
-        filters=filters, fmt=schedule.format, progress=progress,
+        filters=filters, fmt=schedule.format, progress=progress, batch_rows=BATCH_ROWS,
     ))  # fmt: skip
     media_type = MEDIA_TYPES[schedule.format]
     if isinstance(dest, S3Destination):

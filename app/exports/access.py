@@ -66,15 +66,19 @@ async def export_bytes(
     filters: LogFilters,
     fmt: str,
     progress: ExportProgress,
+    batch_rows: int = 65_536,
 ) -> AsyncIterator[bytes]:
-    """The export's bytes, chunk by chunk (``pg``: a connection of the caller's, bound to no transaction)."""
+    """The export's bytes, chunk by chunk (``pg``: a connection of the caller's, bound to no transaction); a chunk
+    holds about ``batch_rows`` rows."""
     encoder = Encoder(fmt)
     async with open_tenant_events(engine, pg, tenant_id, keyrings, filters=filters, lake_store=store) as session:
         schema = None
         for chunk in (encoder.start(),):
             progress.bytes += len(chunk)
             yield chunk
-        async for batch in session.stream(projection(fmt, tenant_id), time_limit=EXPORT_TIME_LIMIT_S):
+        async for batch in session.stream(
+            projection(fmt, tenant_id), batch_rows=batch_rows, time_limit=EXPORT_TIME_LIMIT_S
+        ):
             schema = batch.schema
             chunk = encoder.batch(batch)
             progress.rows = encoder.rows
