@@ -82,10 +82,31 @@ def tenant(server: Server) -> TenantFixture:
     return result
 
 
+class _SignedIn(httpx.Auth):
+    """The User's bearer token, signed in again when it has expired: tokens live ``TTL_SECONDS`` here, and the
+    module runs for longer than that (minutes on a loaded machine)."""
+
+    requires_response_body = True
+
+    def __init__(self, tenant: TenantFixture) -> None:
+        self.tenant = tenant
+        self.header = tenant.user["Authorization"]
+
+    def auth_flow(self, request: httpx.Request) -> Iterator[httpx.Request]:
+        request.headers["Authorization"] = self.header
+        response = yield request
+        if response.status_code == 401:
+            body = {"tenant": self.tenant.name, "username": "user", "password": self.tenant.passwords["user"]}
+            login = yield httpx.Request("POST", request.url.join("/api/v1/auth/token"), json=body)
+            assert login.status_code == 200, login.text
+            self.header = request.headers["Authorization"] = f"Bearer {login.json()['access_token']}"
+            yield request
+
+
 @pytest.fixture(scope="module")
 def api(server: Server, tenant: TenantFixture) -> Iterator[httpx.Client]:
     """The tenant's User, through the public API (how events get in)."""
-    with httpx.Client(base_url=server.url, headers=tenant.user, timeout=30) as client:
+    with httpx.Client(base_url=server.url, auth=_SignedIn(tenant), timeout=30) as client:
         yield client
 
 
