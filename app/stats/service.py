@@ -1,5 +1,7 @@
-"""Counting a tenant's events in the engine: one scan of ``events`` (lake plus hot tail, filtered like
-``GET /logs``) grouped by grouping sets, so total, the three breakdowns and the series agree exactly."""
+"""Counting a tenant's events in a window, exactly: from the lake's hourly rollups plus PostgreSQL when the
+filters are ones the rollups keep (``analytics.window_counts``: time, action, severity, resource type), else
+(and for ``breakdown``) in the engine: one scan of ``events`` (lake plus hot tail, filtered like ``GET /logs``)
+grouped by grouping sets, so total, the three breakdowns and the series agree."""
 
 from __future__ import annotations
 
