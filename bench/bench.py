@@ -616,6 +616,11 @@ def main() -> None:
     parser.add_argument("--big", type=int, default=0, help="also measure the pages at this many events (e.g. 10M)")
     parser.add_argument("--paced-duration", type=int, default=20, help="seconds per paced page run")
     parser.add_argument(
+        "--ab",
+        metavar="REVISION",
+        help="bulk figure: every round also with the schema downgraded to REVISION (an A/B of a migration)",
+    )
+    parser.add_argument(
         "--no-saturated", action="store_true", help="skip the saturated page and its hello-world GET ceiling"
     )
     args = parser.parse_args()
@@ -667,49 +672,78 @@ def bulk_phase(
     asyncio.run(bulk_load(base, token, bodies[:2], clients=2, duration=None, total=2000))  # warm-up
     chunks = raw_csv_chunks(events, tenant_id, count=60 * args.duration * 2)
     meter = CPUMeter(api=stack.procs[0].pid, postgres=stack.embedded.pid if stack.embedded is not None else None)
-    runs: list[dict[str, float]] = []
-    for _ in range(args.rounds):  # API and ceilings alternate; medians of the rounds
-        run: dict[str, float] = {}
-        for name, job in (
-            ("api", lambda: bulk_load(base, token, bodies, clients=4, duration=args.duration)),
-            ("raw", lambda: raw_copy(stack, chunks, clients=4, duration=args.duration)),
-            ("lean", lambda: lean_copy(stack, chunks, tenant_id, duration=args.duration)),
-        ):
-            before = meter.sample()
-            n, seconds = asyncio.run(job())
-            after = meter.sample()
-            run[name] = n / seconds
-            for proc in before:  # CPU per event moves far less with the machine's other load than events/s
-                run[f"{name}_{proc}_cpu_us"] = (after[proc] - before[proc]) / max(n, 1) * 1e6
-        run["ratio_lean"] = run["api"] / run["lean"]
-        runs.append(run)
-        pg = "postgres_cpu_us"
+    # With --ab REV every round runs twice: with the migrations' head, then downgraded to REV (an A/B of a
+    # schema change, e.g. the index set, at the same moment of the machine); the database ends at head.
+    states = ["head", args.ab] if args.ab else ["head"]
+    runs: dict[str, list[dict[str, float]]] = {state: [] for state in states}
+    owner = stack.url(OWNER_ROLE)
+    try:
+        for _ in range(args.rounds):  # API and ceilings alternate; medians of the rounds
+            for state in states:
+                if len(states) > 1:
+                    (migrate.upgrade if state == "head" else migrate.downgrade)(owner, state)
+                runs[state].append(bulk_round(stack, base, token, tenant_id, bodies, chunks, meter, args, state))
+    finally:
+        if len(states) > 1:
+            migrate.upgrade(owner, "head")
+    for state in states:
+        med = median_run(runs[state])
+        api_rate, raw_rate, lean_rate = med["api"], med["raw"], med["lean"]
+        key = "bulk" if state == "head" else f"bulk_at_{state}"
+        results[key] = {
+            "runs_ratio_lean": [round(run["ratio_lean"], 3) for run in runs[state]],
+            "cpu_us_per_event": {k: round(v) for k, v in med.items() if k.endswith("_cpu_us")},
+            "load_average": os.getloadavg()[0],
+            "api_events_s": round(api_rate),
+            "raw_copy_events_s": round(raw_rate),
+            "ratio": round(api_rate / raw_rate, 3),
+            "lean_copy_events_s": round(lean_rate),
+            "ratio_lean": round(api_rate / lean_rate, 3),
+            "target": "≥ 0.30 of the lean ceiling",
+            "cpu_probe_ms": probe,
+        }
         print(
-            f"   round: API {run['api']:,.0f}/s · raw {run['raw']:,.0f}/s · lean {run['lean']:,.0f}/s"
-            f" · API/lean {run['ratio_lean']:.3f} · CPU µs per event: API process {run['api_api_cpu_us']:.0f},"
-            f" PostgreSQL {run.get('api_' + pg, 0):.0f} (raw {run.get('raw_' + pg, 0):.0f},"
-            f" lean {run.get('lean_' + pg, 0):.0f}) · load {os.getloadavg()[0]:.1f}",
-            flush=True,
+            f"   [{state}] API {api_rate:,.0f} events/s · raw COPY (4 connections, audit_logs' indexes)"
+            f" {raw_rate:,.0f} rows/s: ratio {api_rate / raw_rate:.3f} · lean COPY (1 connection, PK + time index)"
+            f" {lean_rate:,.0f} rows/s: ratio {api_rate / lean_rate:.3f} (target ≥ 0.30; medians of"
+            f" {len(runs[state])} rounds) · probe {probe} ms"
         )
-    med = median_run(runs)
-    api_rate, raw_rate, lean_rate = med["api"], med["raw"], med["lean"]
-    results["bulk"] = {
-        "runs_ratio_lean": [round(run["ratio_lean"], 3) for run in runs],
-        "cpu_us_per_event": {k: round(v) for k, v in med.items() if k.endswith("_cpu_us")},
-        "load_average": os.getloadavg()[0],
-        "api_events_s": round(api_rate),
-        "raw_copy_events_s": round(raw_rate),
-        "ratio": round(api_rate / raw_rate, 3),
-        "lean_copy_events_s": round(lean_rate),
-        "ratio_lean": round(api_rate / lean_rate, 3),
-        "target": "≥ 0.30 of the lean ceiling",
-        "cpu_probe_ms": probe,
-    }
+
+
+def bulk_round(
+    stack: Stack,
+    base: str,
+    token: str,
+    tenant_id: uuid.UUID,
+    bodies: list[bytes],
+    chunks: list[bytes],
+    meter: CPUMeter,
+    args: argparse.Namespace,
+    state: str,
+) -> dict[str, float]:
+    """One round: the API's bulk ingest, then the two ceilings, each for ``args.duration`` seconds."""
+    run: dict[str, float] = {}
+    for name, job in (
+        ("api", lambda: bulk_load(base, token, bodies, clients=4, duration=args.duration)),
+        ("raw", lambda: raw_copy(stack, chunks, clients=4, duration=args.duration)),
+        ("lean", lambda: lean_copy(stack, chunks, tenant_id, duration=args.duration)),
+    ):
+        before = meter.sample()
+        n, seconds = asyncio.run(job())
+        after = meter.sample()
+        run[name] = n / seconds
+        for proc in before:  # CPU per event moves far less with the machine's other load than events/s
+            run[f"{name}_{proc}_cpu_us"] = (after[proc] - before[proc]) / max(n, 1) * 1e6
+    run["ratio_lean"] = run["api"] / run["lean"]
+    pg = "postgres_cpu_us"
     print(
-        f"   API {api_rate:,.0f} events/s · raw COPY (4 connections, audit_logs' indexes) {raw_rate:,.0f} rows/s:"
-        f" ratio {api_rate / raw_rate:.3f} · lean COPY (1 connection, PK + time index) {lean_rate:,.0f} rows/s:"
-        f" ratio {api_rate / lean_rate:.3f} (target ≥ 0.30) · probe {probe} ms"
+        f"   round [{state}]: API {run['api']:,.0f}/s · raw {run['raw']:,.0f}/s · lean {run['lean']:,.0f}/s"
+        f" · API/lean {run['ratio_lean']:.3f} · CPU µs per event: API process {run['api_api_cpu_us']:.0f},"
+        f" PostgreSQL {run.get('api_' + pg, 0):.0f} (raw {run.get('raw_' + pg, 0):.0f},"
+        f" lean {run.get('lean_' + pg, 0):.0f}) · load {os.getloadavg()[0]:.1f}",
+        flush=True,
     )
+    return run
 
 
 def single_phase(
