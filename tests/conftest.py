@@ -6,8 +6,8 @@ started in a temporary directory, so the suite needs nothing installed. Migratio
 
 Parallel runs. ``./test`` (and so CI) runs the suite in several pytest-xdist worker processes (``-n auto``
 in pyproject.toml; :func:`pytest_xdist_auto_num_workers` below picks how many, and runs in-process when
-the arguments name only files or test ids; ``-n 0`` forces in-process, ``-n 4`` any count). Each worker
-has its own embedded PostgreSQL (or, on ``AUDIT_TEST_DATABASE_URL``, its own template database; the
+the arguments name only files, test ids or tests/unit; ``-n 0`` forces in-process, ``-n 4`` any count).
+Each worker has its own embedded PostgreSQL (or, on ``AUDIT_TEST_DATABASE_URL``, its own template database; the
 roles are cluster-wide and provisioned under an advisory lock). A test is safe in parallel when it:
 
 - takes databases from the ``database`` fixture or :func:`create_database` (a name unique to the process:
@@ -21,8 +21,9 @@ roles are cluster-wide and provisioned under an advisory lock). A test is safe i
 - bounds time relative to what it measures on the machine (other workers and engineers share two cores),
   not to wall-clock figures that only hold on an idle machine.
 
-A module whose tests share a module- or class-scoped fixture (a server) is kept on one worker
-automatically (:func:`pytest_collection_modifyitems`). Mark a test or module ``pytest.mark.slow`` when it
+A module whose tests share a module- or class-scoped fixture (a server), or need no PostgreSQL, is kept
+on one worker automatically (:func:`pytest_collection_modifyitems`); an explicit ``xdist_group`` mark
+works too. Mark a test or module ``pytest.mark.slow`` when it
 takes 10 s or more: slow ones are handed out first, so the run does not end waiting on one of them.
 """
 
@@ -82,19 +83,23 @@ def worker_id() -> str:
     return os.environ.get("PYTEST_XDIST_WORKER", "main")
 
 
-def _few_files(args: list[str]) -> bool:
-    """The arguments name only files or test ids (``path.py``, ``path.py::test``), no folder."""
-    paths = [arg.split("::", 1)[0] for arg in args if not arg.startswith("-")]
-    return bool(paths) and all(path.endswith(".py") for path in paths)
+def _in_process(args: list[str]) -> bool:
+    """The arguments name only files, test ids (``path.py``, ``path.py::test``) or the unit tests' folder."""
+    paths = [arg.split("::", 1)[0].rstrip("/") for arg in args if not arg.startswith("-")]
+    return bool(paths) and all(p.endswith(".py") or Path(p).resolve().is_relative_to(_UNIT) for p in paths)
+
+
+_UNIT = Path(__file__).resolve().parent / "unit"
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
-    """How many workers ``-n auto`` means: none (in-process) for a run of named files or tests; otherwise
+    """How many workers ``-n auto`` means: none (in-process) for a run of named files or tests, or of the unit
+    tests (milliseconds each: starting workers would cost more than it saves); otherwise
     twice the cores, at least 4: the tests spend much of their time waiting on PostgreSQL, servers they
     started and sleeps, so more workers than cores pay. ``PYTEST_XDIST_AUTO_NUM_WORKERS`` overrides."""
     if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
         return None  # xdist's own hook reads it
-    if _few_files(list(config.args)):
+    if _in_process(list(config.args)):
         return 0
     return max(4, 2 * (os.cpu_count() or 1))
 
