@@ -1,0 +1,180 @@
+"""The filter pages of ``GET /logs`` read through the indexes migration 0017 left them (issue 13 §2).
+
+``audit_logs`` keeps B-trees only for ``user_id`` and the ``(resource_type, severity)`` page; every other filter
+column is in one GIN (``ix_audit_logs_filters``, ``btree_gin``), and a common value of a low-cardinality column is
+found by walking the primary key in time order. These tests hold the API role's real page statements
+(``build_list_sql`` on its read connection, row-level security on) to those plans on a tenant large enough for
+the planner to choose: no page reads a populated partition sequentially, and each uses the index meant for it.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import pytest
+from litestar.testing import AsyncTestClient
+
+from app.logs.query import LogFilters, build_list_sql
+from tests.conftest import Database
+from tests.integration.test_search import new_tenant, runtime_of
+
+EVENTS = 30_000
+INDEXES = {
+    "audit_logs_pkey",
+    "ix_audit_logs_id",
+    "ix_audit_logs_seq",
+    "ix_audit_logs_user",
+    "ix_audit_logs_resource_severity",
+    "ix_audit_logs_search",
+    "ix_audit_logs_filters",
+}
+
+
+async def _fill(owner: asyncpg.Connection, tenant_id: uuid.UUID, now: datetime) -> None:
+    """``EVENTS`` events over 6 days: 300 users, 8 actions (and ``PURGE`` on 6 events), 21 resource types,
+    10,000 resource ids, 2,000 sessions, a request id and an IP address per event."""
+    await owner.execute("SELECT auditlog_ensure_partitions($1, ($2::timestamptz - interval '40 days')::date, 3)",
+                        tenant_id, now)  # fmt: skip
+    await owner.execute(
+        """
+        INSERT INTO audit_logs (tenant_id, "timestamp", id, seq, action, resource_type, resource_id, user_id,
+          session_id, request_id, severity, ip_address, message)
+        SELECT $1, $2::timestamptz - (g * interval '17 seconds'), gen_random_uuid(), g,
+          CASE WHEN g % 5000 = 7 THEN 'PURGE'
+               ELSE (ARRAY['CREATE','READ','VIEW','UPDATE','DELETE','LOGIN','LOGOUT','EXPORT'])[1 + g % 8] END,
+          CASE WHEN g % 21 = 0 THEN 'document' ELSE 'resource_' || (g % 20) END,
+          'res-' || (g * 7919 % 10000), 'user-' || (g * 31 % 300), 'sess-' || (g * 13 % 2000), md5(g::text),
+          (ARRAY['INFO','INFO','INFO','INFO','INFO','INFO','WARNING','WARNING','ERROR','CRITICAL'])[1 + g * 7 % 10],
+          ('10.' || (g / 65536) || '.' || (g / 256 % 256) || '.' || (g % 256))::inet, 'event ' || g
+        FROM generate_series(1, $3) AS g
+        """,
+        tenant_id, now, EVENTS,
+    )  # fmt: skip
+    await owner.execute("UPDATE tenant_log_seq SET last_seq = $2 WHERE tenant_id = $1", tenant_id, EVENTS)
+    await owner.execute("ANALYZE audit_logs")
+
+
+async def _plan(
+    pg: asyncpg.Connection, owner: asyncpg.Connection, tenant_id: uuid.UUID, filters: LogFilters
+) -> tuple[set[str], list[str]]:
+    """The ``audit_logs`` indexes the page statement reads, and the populated partitions it reads sequentially."""
+    sql, args = build_list_sql(tenant_id, filters, after=None, limit=50)
+    plan = json.loads(await pg.fetchval(f"EXPLAIN (FORMAT JSON) {sql}", *args))
+    await pg.fetch(sql, *args)  # and it runs
+    return await _names(owner, plan)
+
+
+async def _names(owner: asyncpg.Connection, plan: Any) -> tuple[set[str], list[str]]:
+    """From a JSON plan: the ``audit_logs`` indexes read (by the partitioned index's name), and the populated
+    partitions read sequentially."""
+    names: set[str] = set()
+    scanned: list[str] = []
+
+    def walk(node: dict[str, Any]) -> None:
+        if "Index Name" in node:
+            names.add(node["Index Name"])
+        elif node["Node Type"] == "Seq Scan":
+            scanned.append(node["Relation Name"])
+        for child in node.get("Plans", ()):
+            walk(child)
+
+    walk(plan[0]["Plan"])
+    parents = {
+        r["name"]: r["top"]
+        for r in await owner.fetch(
+            "SELECT c.relname AS name, (SELECT a.relid::regclass::text FROM pg_partition_ancestors(c.oid)"
+            " WITH ORDINALITY AS a(relid, n) ORDER BY a.n DESC LIMIT 1) AS top FROM pg_class c"
+            " WHERE c.relname = ANY($1::text[])",
+            list(names),
+        )
+    }
+    populated = [
+        r["relname"]
+        for r in await owner.fetch(
+            "SELECT relname FROM pg_class WHERE relname = ANY($1::text[]) AND reltuples > 100", scanned
+        )
+    ]
+    return {parents.get(n, n) for n in names}, populated
+
+
+async def test_the_event_table_carries_seven_indexes(database: Database) -> None:
+    owner = await asyncpg.connect(database.dsn(database.owner_url))
+    try:
+        names = await owner.fetch(
+            "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+            " WHERE i.indrelid = 'audit_logs'::regclass"
+        )
+        gin = await owner.fetchval(
+            "SELECT a.amname FROM pg_class c JOIN pg_am a ON a.oid = c.relam WHERE c.relname = 'ix_audit_logs_filters'"
+        )
+    finally:
+        await owner.close()
+    assert {r["relname"] for r in names} == INDEXES
+    assert gin == "gin"
+
+
+@pytest.mark.parametrize("window", [False, True], ids=["no window", "2-day window"])
+async def test_each_filter_page_reads_its_index(client: AsyncTestClient[Any], database: Database, window: bool) -> None:
+    runtime = runtime_of(client)
+    tenant = await new_tenant(client)
+    now = datetime.now(UTC) - timedelta(minutes=5)
+    owner = await asyncpg.connect(database.dsn(database.owner_url))
+    try:
+        await _fill(owner, tenant.id, now)
+        span: dict[str, Any] = {}
+        if window:
+            span = {"start_time": now - timedelta(days=3), "end_time": now - timedelta(days=1)}
+        expected = {
+            "user_id": (LogFilters(user_id=("user-17",), **span), "ix_audit_logs_user"),
+            "resource_type + severity": (
+                LogFilters(resource_type=("document",), severity=("ERROR",), **span),
+                "ix_audit_logs_resource_severity",
+            ),
+            "rare action": (LogFilters(action=("PURGE",), **span), "ix_audit_logs_filters"),
+            "common action": (LogFilters(action=("VIEW",), **span), "audit_logs_pkey"),
+            "resource_id": (LogFilters(resource_id="res-4242", **span), "ix_audit_logs_filters"),
+            "session_id": (LogFilters(session_id="sess-77", **span), "ix_audit_logs_filters"),
+            "request_id": (LogFilters(request_id="e4da3b7fbbce2345d7772b0674a318d5", **span), "ix_audit_logs_filters"),
+            "ip_address": (LogFilters(ip_address="10.0.19.136", **span), "ix_audit_logs_filters"),
+        }
+        async with runtime.db.read(tenant.id) as pg:  # the API role's read connection, as GET /logs uses it
+            for name, (filters, index) in expected.items():
+                used, seq_scanned = await _plan(pg, owner, tenant.id, filters)
+                assert index in used, (name, used)
+                assert not seq_scanned, (name, seq_scanned)
+    finally:
+        await owner.close()
+
+
+async def test_a_rare_value_after_common_ones_still_uses_the_gin(
+    client: AsyncTestClient[Any], database: Database
+) -> None:
+    """The API's connections keep prepared statements, and PostgreSQL may settle on one generic plan for a
+    statement after five runs: after a run of common values (walking the primary key is their best plan), the
+    plan the same statement runs for a rare value (``EXPLAIN EXECUTE``: the plan cache's choice) must still find
+    it through the GIN, not walk the whole tenant."""
+    runtime = runtime_of(client)
+    tenant = await new_tenant(client)
+    now = datetime.now(UTC) - timedelta(minutes=5)
+    owner = await asyncpg.connect(database.dsn(database.owner_url))
+    try:
+        await _fill(owner, tenant.id, now)
+        async with runtime.db.read(tenant.id) as pg:
+            for action in ["VIEW", "READ", "CREATE", "LOGIN", "UPDATE", "DELETE", "VIEW", "READ", "CREATE"]:
+                sql, args = build_list_sql(tenant.id, LogFilters(action=(action,)), after=None, limit=50)
+                assert len(await pg.fetch(sql, *args)) == 51
+            sql, args = build_list_sql(tenant.id, LogFilters(action=("PURGE",)), after=None, limit=50)
+            assert len(await pg.fetch(sql, *args)) == EVENTS // 5000
+            name = await pg.fetchval("SELECT name FROM pg_prepared_statements WHERE statement = $1", sql)
+            assert name is not None
+            params = ", ".join(str(a) if isinstance(a, int) else "'" + str(a).replace("'", "''") + "'" for a in args)
+            plan = json.loads(await pg.fetchval(f'EXPLAIN (FORMAT JSON) EXECUTE "{name}"({params})'))
+        used, seq_scanned = await _names(owner, plan)
+    finally:
+        await owner.close()
+    assert "ix_audit_logs_filters" in used, used
+    assert not seq_scanned, seq_scanned
