@@ -29,12 +29,15 @@ pytestmark = [pytest.mark.timeout(600), pytest.mark.slow]  # heavy: a long wait 
 EVENTS = 200_000
 MESSAGE_CHARS = 2_000
 """Each row's CSV line is ~2.2 kB, so the body is ~430 MB: holding it, or any large part of it, would show."""
-GROWTH_BOUND_MB = 320
-"""A fixed bound on the server's RSS growth while it streams, whatever the number of rows: three quarters
-of the body, so holding the body would break it. What a streamed export of rows this wide does hold: DuckDB's
-working set of result batches (DuckDB alone, in-process, grew 119, 138 and 157 MB streaming 50k, 200k and
-400k such rows through the engine's connection), the tail's batch, the CSV encoding of a batch, the chunk
-being sent, and the allocator's slack; the server measured 233-250 MB here on the shared 2-core machine. Real
+GROWTH_BOUND = 1.0
+"""The server's RSS growth while it streams, as a share of the body: holding the body would put the body on
+top of the working set below (about 1.5 of the body), so it breaks this bound. What a
+streamed export of rows this wide does hold: DuckDB's working set of result batches (DuckDB alone,
+in-process, grew 119, 138 and 157 MB streaming 50k, 200k and 400k such rows through the engine's
+connection), the tail's batch, the CSV encoding of a batch, the chunks in flight to a client, and the
+allocator's slack: 233-250 MB (0.55-0.6 of the body) on the shared 2-core machine alone, 399 MB (0.93) once
+in a parallel run at load average ~11, where the client read slower than the server wrote (a fixed 320 MB
+bound failed that run). That part does not grow with the export; the slope below is what shows it. Real
 events (~500-byte CSV lines) stay far lower: 188 MB for 1M events with bench/bench_analytics.py."""
 SLOPE_BOUND = 0.4
 """Growth beyond that of an export a fifth the size, per byte of extra body (streaming measured 0.09; holding
@@ -144,6 +147,7 @@ async def test_a_large_csv_export_streams_under_a_fixed_memory_bound(database: D
           f" RSS -> {part.peak:.0f} MB; slope {slope:.2f}")  # fmt: skip
     assert lines - 1 == EVENTS  # header + one line per event, every event exactly once
     assert part_lines - 1 == EVENTS // 5
-    assert size > GROWTH_BOUND_MB * 2**20 * 4 / 3  # holding the body would break the bound
-    assert growth < GROWTH_BOUND_MB, f"RSS grew by {growth:.0f} MB while streaming a {size / 2**20:.0f} MB export"
+    assert growth < GROWTH_BOUND * size / 2**20, (
+        f"RSS grew by {growth:.0f} MB while streaming a {size / 2**20:.0f} MB export"
+    )
     assert slope < SLOPE_BOUND, f"RSS grew with the export's size: {slope:.2f} MB per MB of body"
