@@ -545,7 +545,7 @@ async def spaced_checkpoints(stack: Stack) -> AsyncIterator[None]:
         return
     admin = await asyncpg.connect(stack.admin_dsn)
     try:
-        await admin.execute("ALTER SYSTEM SET max_wal_size = '32GB'")
+        await admin.execute("ALTER SYSTEM SET max_wal_size = '4GB'")  # the disk is shared: bounded
         await admin.execute("ALTER SYSTEM SET checkpoint_timeout = '1h'")
         await admin.execute("SELECT pg_reload_conf()")
         yield
@@ -640,6 +640,7 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown phases: {', '.join(sorted(unknown))}")
 
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a TERM still stops the servers (finally below)
     workdir = Path(tempfile.mkdtemp(prefix="auditlog-bench-"))
     stack = Stack(workdir, args.workers)
     results: dict[str, Any] = {"machine": f"{os.cpu_count()} cores", "workers": args.workers}
@@ -667,6 +668,7 @@ def main() -> None:
             page_phase(stack, base, token, tenant_id, workdir, args, results)
     finally:
         stack.close()
+        shutil.rmtree(workdir, ignore_errors=True)  # the database of a 10M run is several GB
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
     (out / f"bench-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json").write_text(json.dumps(results, indent=2))

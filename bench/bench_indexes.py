@@ -36,6 +36,8 @@ import io
 import json
 import os
 import random
+import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -527,6 +529,7 @@ def main() -> None:
         args.candidate = ["gin", "gin_rare"]
     phases = {p.strip() for p in args.phases.split(",") if p.strip()}
 
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a TERM still stops the servers (finally below)
     workdir = Path(tempfile.mkdtemp(prefix="auditlog-bench-indexes-"))
     stack = Stack(workdir, 1)
     results: dict[str, Any] = {"events": args.events, "machine": f"{os.cpu_count()} cores"}
@@ -547,6 +550,7 @@ def main() -> None:
             asyncio.run(ingest_phase(stack, tenant_id, args, results))
     finally:
         stack.close()
+        shutil.rmtree(workdir, ignore_errors=True)  # the database of a 10M run is several GB
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
     (out / f"indexes-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json").write_text(json.dumps(results, indent=2))
