@@ -59,10 +59,9 @@ async def test_create_use_list_and_store_only_a_hash(client: ApiClient, database
     (item,) = [k for k in listed.json() if k["id"] == created["id"]]
     assert "key" not in item and item["revoked_at"] is None
 
-    # last_used_at is written by the background flush (forced here instead of waiting for its tick).
-    assert item["last_used_at"] is None
-    flushed = await client.app.state.runtime.services["api_key_usage"].flush()
-    assert flushed >= 1
+    # last_used_at is written by the background flush (forced here instead of waiting for its tick; on a
+    # loaded machine the tick may have written it first, so the row is what is checked, not the count).
+    await client.app.state.runtime.services["api_key_usage"].flush()
     rows = await _owner_fetch(database, "SELECT last_used_at FROM api_keys WHERE id = $1", uuid.UUID(created["id"]))
     assert rows[0]["last_used_at"] is not None
 

@@ -445,8 +445,14 @@ async def test_missed_windows_are_caught_up_in_order_when_a_worker_is_back(datab
 
             await _wait_for(lambda: len(sent(window)) >= 2)
             assert len({h["Idempotency-Key"] for h in sent(window)}) == 1
-            runs = await _runs(client, tenant, schedule["id"])
-            assert any(r["trigger"] == "manual" and r["status"] == "delivered" for r in runs)
+            # the run is recorded just after the receiver answered: poll for it
+            deadline = time.monotonic() + 30
+            while True:
+                runs = await _runs(client, tenant, schedule["id"])
+                if any(r["trigger"] == "manual" and r["status"] == "delivered" for r in runs):
+                    break
+                assert time.monotonic() < deadline, runs
+                await asyncio.sleep(0.2)
             assert all(r["status"] == "delivered" for r in runs)
 
 
