@@ -226,11 +226,16 @@ def wrk(url: str, *, connections: int, duration: int, script: Path | None = None
         return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
 
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    timeouts = re.search(r"Socket errors:.*timeout (\d+)", out)
+    timed_out = float(timeouts.group(1)) if timeouts else 0.0
+    # a request that timed out has no latency in wrk's histogram: its percentiles would hide it
+    failed = requests == 0 or timed_out > 0
     return {
         "rps": rps,
-        "p50": ms("50"),
-        "p99": ms("99"),
+        "p50": float("inf") if requests == 0 else ms("50"),
+        "p99": float("inf") if failed else ms("99"),
         "non2xx": float(non2xx.group(1)) if non2xx else 0.0,
+        "timeouts": timed_out,
         "requests": requests,
     }
 
@@ -925,6 +930,7 @@ def measure_paced(stack: Stack, base: str, lua: Path, args: argparse.Namespace, 
         "p99_ms": page["p99"],
         "runs_p99_ms": [run["p99"] for run in runs],
         "non_2xx": page["non2xx"],
+        "timeouts": page["timeouts"],
         "api_cpu_us_per_page": round(page["api_cpu_us"]),
         "postgres_cpu_us_per_page": round(page.get("postgres_cpu_us", 0)),
         "load_average": load,
@@ -933,7 +939,8 @@ def measure_paced(stack: Stack, base: str, lua: Path, args: argparse.Namespace, 
     verdict = "✔" if page["p99"] <= 25 else "✘"
     print(
         f"   paced ~200 req/s, {name}: {page['rps']:,.0f} req/s · p50 {page['p50']:.1f} ms · p99 {page['p99']:.1f} ms"
-        f" {verdict} (runs {', '.join(f'{p:.1f}' for p in out['runs_p99_ms'])}; non-2xx {page['non2xx']:.0f})"
+        f" {verdict} (runs {', '.join(f'{p:.1f}' for p in out['runs_p99_ms'])}; non-2xx {page['non2xx']:.0f},"
+        f" timeouts {page['timeouts']:.0f})"
         f" · CPU per page: API {out['api_cpu_us_per_page']} µs, PostgreSQL {out['postgres_cpu_us_per_page']} µs"
         f" · load {load:.1f}",
         flush=True,

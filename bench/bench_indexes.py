@@ -80,6 +80,7 @@ FILTER_INDEXES = {
     "ix_audit_logs_session": "session_id",
     "ix_audit_logs_request": "request_id",
     "ix_audit_logs_ip": "ip_address",
+    "ix_audit_logs_filters": "the GIN over the filter columns (migration 0017)",
 }
 """The single-filter B-trees (migrations 0001 and 0005) and the filter each serves."""
 
@@ -101,6 +102,18 @@ CANDIDATES: dict[str, list[str]] = {
         "ix_audit_logs_user",
         "ix_audit_logs_resource_severity",
         f"CREATE INDEX bx_filters ON audit_logs USING gin ({_GIN_ALL})",
+    ],
+    # The filter indexes as they were before migration 0017 (to compare with the set of the migrations' head).
+    "before_0017": [
+        'CREATE INDEX bx_user ON audit_logs (user_id, "timestamp", id)',
+        'CREATE INDEX bx_action ON audit_logs (action, "timestamp", id)',
+        'CREATE INDEX bx_resource_type ON audit_logs (resource_type, "timestamp", id)',
+        'CREATE INDEX bx_resource_severity ON audit_logs (resource_type, severity, "timestamp", id)',
+        'CREATE INDEX bx_severity ON audit_logs (severity, "timestamp", id)',
+        'CREATE INDEX bx_resource_id ON audit_logs (resource_id, "timestamp", id) WHERE resource_id IS NOT NULL',
+        'CREATE INDEX bx_session ON audit_logs (session_id, "timestamp", id) WHERE session_id IS NOT NULL',
+        'CREATE INDEX bx_request ON audit_logs (request_id, "timestamp", id) WHERE request_id IS NOT NULL',
+        'CREATE INDEX bx_ip ON audit_logs (ip_address, "timestamp", id) WHERE ip_address IS NOT NULL',
     ],
     "brin_time": ['CREATE INDEX bx_brin_time ON audit_logs USING brin ("timestamp")'],
     "brin_seq": ["CREATE INDEX bx_brin_seq ON audit_logs USING brin (seq)"],
@@ -481,6 +494,8 @@ async def ingest_phase(stack: Stack, tenant_id: uuid.UUID, args: argparse.Namesp
     for name in args.candidate:
         keep = [d for n, d in others.items() if n not in FILTER_INDEXES]
         variants[f"set: {name}"] = [*keep, *_statements(CANDIDATES[name], defs)]
+    if args.variants:
+        variants = {n: v for n, v in variants.items() if n.startswith("base") or any(w in n for w in args.variants)}
     print(f"ingest: {args.copy_rows:,} rows COPYed onto {args.events:,}, {args.rounds} round(s)")
     rounds: dict[str, list[dict[str, float]]] = {name: [] for name in variants}
     for _ in range(args.rounds):
@@ -518,6 +533,9 @@ def main() -> None:
     parser.add_argument("--page-runs", type=int, default=15, help="timed executions per page")
     parser.add_argument("--copy-rows", type=int, default=100_000, help="rows COPYed per ingest variant")
     parser.add_argument("--rounds", type=int, default=2, help="rounds of the ingest variants")
+    parser.add_argument(
+        "--variants", action="append", default=[], help="ingest: only the variants whose name holds this (repeatable)"
+    )
     parser.add_argument(
         "--only-candidates", action="store_true", help="pages: every index, then the candidates only (no drops)"
     )
