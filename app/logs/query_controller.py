@@ -1,9 +1,9 @@
 """Reading events: ``GET /api/v1/logs`` (filtered, keyset-paginated list) and ``GET /api/v1/logs/{id}``.
 
-The hot path runs one hand-written statement, in one round trip, on a read-only connection bound to the
-caller's tenant (``TenantDB.read``: asyncpg, which prepares and caches it per connection), decrypts the
-payloads of the rows it returns and nothing else (their JSON is passed through, not parsed again), and
-queues a read-audit record without waiting for it to be written.
+The hot path runs one hand-written statement (a ``q`` page up to three: ``app.logs.search_page``), in one
+round trip, on a read-only connection bound to the caller's tenant (``TenantDB.read``: asyncpg, which prepares
+and caches it per connection), decrypts the payloads of the rows it returns and nothing else (their JSON is
+passed through, not parsed again), and queues a read-audit record without waiting for it to be written.
 
 Registration: ``list_logs`` is a plain handler on ``/api/v1/logs``, not part of a controller, and must be
 registered *after* any controller that also serves ``/api/v1/logs`` itself (``LogIngestController``'s
@@ -37,12 +37,12 @@ from app.logs.query import (
 )
 from app.logs.rows import PageWire, row_to_wire, rows_to_wire
 from app.logs.schemas import ACTION_PATTERN, EventOut, EventPage
+from app.logs.search_page import fetch_search_page
 from app.read_audit import get_recorder
 from app.runtime import Runtime
 from app.web.errors import ApiError, NotFound
 from app.web.responses import EncodedJSON
 from db.blind_index import search_index
-from db.fts import bind_search
 
 if TYPE_CHECKING:
     from app.auth.principal import Principal
@@ -211,11 +211,12 @@ async def list_logs(request: Request[Any, Any, Any]) -> EventPage:
         after = (pos.timestamp, pos.id)
     async with runtime.db.read(tenant_id) as pg:
         keyring = await runtime.keyrings.get(pg, tenant_id)
-        search = search_index(keyring) if query.filters.q is not None else None
-        sql, args = build_list_sql(tenant_id, query.filters, after=after, limit=query.limit, search=search)
-        if search is not None and query.filters.q is not None:  # the view applies it inside its security barrier
-            await bind_search(pg, search, query.filters.q, local=False)
-        rows = await pg.fetch(sql, *args)
+        if query.filters.q is not None:  # a bounded walk first, the GIN index for rare terms (search_page)
+            search = search_index(keyring)
+            rows, _ = await fetch_search_page(pg, tenant_id, query.filters, search, after=after, limit=query.limit)
+        else:
+            sql, args = build_list_sql(tenant_id, query.filters, after=after, limit=query.limit)
+            rows = await pg.fetch(sql, *args)
     more = len(rows) > query.limit
     if more:
         rows = rows[: query.limit]
