@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 from litestar import Controller, Request, get, post
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import FromPath
+from litestar.params import FromPath, JSONBody
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from analytics.agent import AskDeps, Turn
@@ -174,7 +174,7 @@ class ChatController(Controller):
             ),
         },
     )
-    async def ask(self, request: Request[Any, Any, Any], data: ChatIn) -> ChatOut:
+    async def ask(self, request: Request[Any, Any, Any], data: JSONBody[ChatIn]) -> ChatOut:
         runtime = runtime_of(request)
         principal = principal_of(request)
         question = _trimmed_question(data)
