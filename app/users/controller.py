@@ -12,7 +12,7 @@ import uuid
 from typing import Annotated, Any
 
 from litestar import Controller, Request, delete, get, patch, post
-from litestar.di import NamedDependency
+from litestar.di import NamedDependency, Provide
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody, QueryParameter
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -42,8 +42,13 @@ _409 = {409: ResponseSpec(data_container=None, description="The tenant's last en
 _422 = {422: ResponseSpec(data_container=None, description="A field is invalid (a weak password names its field)")}
 
 
-async def target_tenant(request: Request[Any, Any, Any], runtime: Runtime, tenant_id: uuid.UUID | None) -> uuid.UUID:
-    """The tenant whose users the caller manages: an Admin's own; the operator's named customer tenant."""
+async def target_tenant(
+    request: Request[Any, Any, Any], runtime: NamedDependency[Runtime], tenant_id: TenantQuery = None
+) -> uuid.UUID:
+    """The tenant whose users the caller manages: an Admin's own; the operator's named customer tenant.
+
+    The ``tenant`` dependency of the routes on one user, so each of them takes ``?tenant_id=`` the same way.
+    """
     principal = principal_of(request)
     if principal.role is Role.OPERATOR:
         if tenant_id is None:
@@ -64,6 +69,7 @@ async def target_tenant(request: Request[Any, Any, Any], runtime: Runtime, tenan
 class UserController(Controller):
     path = "/api/v1/users"
     tags = ["users"]
+    dependencies = {"tenant": Provide(target_tenant)}
 
     @get("/", guards=[ADMIN], summary="The tenant's users, emails masked (Admin)")
     async def list(self, session: NamedDependency[AsyncSession]) -> list[UserOut]:
@@ -72,12 +78,11 @@ class UserController(Controller):
     @get("/{id:uuid}", guards=[OPERATOR_OR_ADMIN], summary="One user (Admin, or operator; extension)", responses=_404)
     async def show(
         self,
-        request: Request,
         id: FromPath[uuid.UUID],
         runtime: NamedDependency[Runtime],
-        tenant_id: TenantQuery = None,
+        tenant: NamedDependency[uuid.UUID],
     ) -> UserOut:
-        return await lifecycle.get_user(runtime, await target_tenant(request, runtime, tenant_id), id)
+        return await lifecycle.get_user(runtime, tenant, id)
 
     @patch(
         "/{id:uuid}",
@@ -97,9 +102,8 @@ class UserController(Controller):
         id: FromPath[uuid.UUID],
         data: JSONBody[UserPatch],
         runtime: NamedDependency[Runtime],
-        tenant_id: TenantQuery = None,
+        tenant: NamedDependency[uuid.UUID],
     ) -> UserOut:
-        tenant = await target_tenant(request, runtime, tenant_id)
         return await lifecycle.update_user(runtime, tenant, principal_of(request), id, data, request)
 
     @delete(
@@ -119,9 +123,8 @@ class UserController(Controller):
         request: Request,
         id: FromPath[uuid.UUID],
         runtime: NamedDependency[Runtime],
-        tenant_id: TenantQuery = None,
+        tenant: NamedDependency[uuid.UUID],
     ) -> None:
-        tenant = await target_tenant(request, runtime, tenant_id)
         await lifecycle.delete_user(runtime, tenant, principal_of(request), id, request)
 
     @post(
@@ -165,9 +168,8 @@ class UserController(Controller):
         id: FromPath[uuid.UUID],
         data: JSONBody[PasswordReset],
         runtime: NamedDependency[Runtime],
-        tenant_id: TenantQuery = None,
+        tenant: NamedDependency[uuid.UUID],
     ) -> None:
-        tenant = await target_tenant(request, runtime, tenant_id)
         await lifecycle.reset_password(runtime, tenant, principal_of(request), id, data.new_password, request)
 
     @post(
@@ -183,7 +185,6 @@ class UserController(Controller):
         request: Request,
         id: FromPath[uuid.UUID],
         runtime: NamedDependency[Runtime],
-        tenant_id: TenantQuery = None,
+        tenant: NamedDependency[uuid.UUID],
     ) -> None:
-        tenant = await target_tenant(request, runtime, tenant_id)
         await lifecycle.unlock_user(runtime, tenant, principal_of(request), id, request)
