@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.alerts.rules import create_rule, delete_rule, get_rule, list_deliveries, list_rules, update_rule
 from app.alerts.schemas import AlertCreate, AlertCreated, AlertDeliveryOut, AlertOut, AlertPatch
-from app.audit_trail.service_events import record_service_event
+from app.audit_trail.service_events import record_caller_event
 from app.auth.principal import Role
 from app.guards import ADMIN, allow, principal_of
 from app.runtime import Runtime
@@ -38,17 +38,8 @@ _422 = {
 async def _record(
     runtime: Runtime, request: Request[Any, Any, Any], action: str, rule_id: uuid.UUID, details: dict[str, Any]
 ) -> None:
-    principal = principal_of(request)
-    await record_service_event(
-        runtime,
-        tenant_id=principal.tenant_id,
-        actor=principal.actor,
-        action=action,
-        resource_type=RESOURCE_TYPE,
-        resource_id=str(rule_id),
-        details=details,
-        request=request,
-        session_id=principal.session_id,
+    await record_caller_event(
+        runtime, request, action=action, resource_type=RESOURCE_TYPE, resource_id=str(rule_id), details=details
     )
 
 

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.api_keys.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyOut
 from app.api_keys.service import create_key, list_keys, revoke_key
-from app.audit_trail.service_events import API_KEY, record_service_event
+from app.audit_trail.service_events import API_KEY, record_caller_event
 from app.guards import ADMIN, principal_of
 from app.runtime import Runtime
 from app.web.errors import NotFound
@@ -44,16 +44,13 @@ class ApiKeyController(Controller):
         principal = principal_of(request)
         async with runtime.db.tenant(principal.tenant_id) as session:  # committed before it is recorded
             created = await create_key(session, name=data.name, role=data.role, created_by=principal.subject_id)
-        await record_service_event(
+        await record_caller_event(
             runtime,
-            tenant_id=principal.tenant_id,
-            actor=principal.actor,
+            request,
             action="API_KEY_CREATED",
             resource_type=API_KEY,
             resource_id=str(created.id),
             details={"name": created.name, "role": created.role},
-            request=request,
-            session_id=principal.session_id,
         )
         return created
 
@@ -87,14 +84,11 @@ class ApiKeyController(Controller):
             raise NotFound("API key")
         if before.revoked_at is not None:
             return
-        await record_service_event(
+        await record_caller_event(
             runtime,
-            tenant_id=principal.tenant_id,
-            actor=principal.actor,
+            request,
             action="API_KEY_REVOKED",
             resource_type=API_KEY,
             resource_id=str(id),
             details={"name": before.name, "role": before.role},
-            request=request,
-            session_id=principal.session_id,
         )

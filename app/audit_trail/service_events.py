@@ -16,6 +16,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
+from app.guards import principal_of
 from app.logs.ingest import WriterUnavailable
 from app.logs.prepare import prepare_event
 from app.logs.schemas import EventIn, Severity
@@ -35,6 +36,7 @@ __all__ = [
     "TENANT",
     "USER",
     "is_service_resource_type",
+    "record_caller_event",
     "record_service_event",
 ]
 
@@ -115,3 +117,29 @@ async def record_service_event(
         raise ApiError(
             503, f"{action} was carried out, but its audit event could not be stored", headers={"Retry-After": "1"}
         ) from None
+
+
+async def record_caller_event(
+    runtime: HasServices,
+    request: Request[Any, Any, Any],
+    *,
+    action: str,
+    resource_type: str,
+    resource_id: str | None = None,
+    details: dict[str, Any] | None = None,
+    tenant_id: uuid.UUID | None = None,
+) -> None:
+    """``record_service_event`` for an action the request's caller took: its actor and session recorded, in
+    its own tenant unless ``tenant_id`` names the one the action affected (the operator's)."""
+    principal = principal_of(request)
+    await record_service_event(
+        runtime,
+        tenant_id=principal.tenant_id if tenant_id is None else tenant_id,
+        actor=principal.actor,
+        action=action,
+        resource_type=resource_type,
+        resource_id=resource_id,
+        details=details,
+        request=request,
+        session_id=principal.session_id,
+    )

@@ -7,7 +7,7 @@ from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import JSONBody
 
-from app.audit_trail.service_events import SESSION, record_service_event
+from app.audit_trail.service_events import SESSION, record_caller_event
 from app.auth import throttle
 from app.auth.principal import Role
 from app.auth_routes.schemas import RefreshRequest, TokenPair, TokenRequest
@@ -110,13 +110,10 @@ class AuthController(Controller):
         if principal.session_id is None:
             raise ApiError(400, "an API key has no session; revoke it with DELETE /api/v1/api-keys/{id}")
         await revoke_session(runtime, principal.tenant_id, principal.session_id, "logout")
-        await record_service_event(
+        await record_caller_event(
             runtime,
-            tenant_id=principal.tenant_id,
-            actor=principal.actor,
+            request,
             action="LOGOUT",
             resource_type=SESSION,
             resource_id=str(principal.session_id),
-            request=request,
-            session_id=principal.session_id,
         )

@@ -19,7 +19,7 @@ from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody, QueryParameter
 
-from app.audit_trail.service_events import record_service_event
+from app.audit_trail.service_events import record_caller_event
 from app.auth.principal import Role
 from app.export_schedules import store
 from app.export_schedules.scheduler import enqueue_manual_run
@@ -76,17 +76,13 @@ async def _record(
     schedule: ScheduleOut,
     details: dict[str, Any] | None = None,
 ) -> None:
-    principal = principal_of(request)
-    await record_service_event(
+    await record_caller_event(
         runtime,
-        tenant_id=principal.tenant_id,
-        actor=principal.actor,
+        request,
         action=action,
         resource_type=RESOURCE_TYPE,
         resource_id=str(schedule.id),
         details={"name": schedule.name, **(details or {})},
-        request=request,
-        session_id=principal.session_id,
     )
 
 

@@ -15,7 +15,7 @@ from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
 
-from app.audit_trail.service_events import DATA_KEY, TENANT, USER, record_service_event
+from app.audit_trail.service_events import DATA_KEY, TENANT, USER, record_caller_event, record_service_event
 from app.auth.principal import Role
 from app.guards import OPERATOR, OPERATOR_OR_ADMIN, principal_of
 from app.runtime import Runtime
@@ -46,16 +46,14 @@ class TenantController(Controller):
     ) -> TenantOut:
         principal = principal_of(request)
         tenant = await create_tenant(runtime, data.name)
-        await record_service_event(
+        await record_caller_event(
             runtime,
-            tenant_id=tenant.id,
-            actor=principal.actor,
+            request,
             action="TENANT_CREATED",
             resource_type=TENANT,
             resource_id=str(tenant.id),
             details={"name": tenant.name, "by": principal.role.value},
-            request=request,
-            session_id=principal.session_id,
+            tenant_id=tenant.id,
         )
         return tenant
 
@@ -153,16 +151,14 @@ class TenantController(Controller):
         await _reachable_tenant(request, runtime, tenant_id)
         async with runtime.db.tenant(tenant_id) as session:
             key_id = await runtime.keyrings.rotate(session, tenant_id)
-        await record_service_event(
+        await record_caller_event(
             runtime,
-            tenant_id=tenant_id,
-            actor=principal.actor,
+            request,
             action="DATA_KEY_ROTATED",
             resource_type=DATA_KEY,
             resource_id=str(key_id),
             details={"key_id": key_id, "trigger": "api", "by": principal.role.value},
-            request=request,
-            session_id=principal.session_id,
+            tenant_id=tenant_id,
         )
         return KeyRotated(tenant_id=tenant_id, key_id=key_id)
 
