@@ -3,49 +3,10 @@ and without filters, and is an audited read."""
 
 from __future__ import annotations
 
-import uuid
-from collections import Counter
 from datetime import UTC, datetime, timedelta
-from typing import Any
-
-import asyncpg
 
 from tests.conftest import ApiClient, Database, make_tenant
-from tests.integration.analytics_data import post_events, sample_events
-
-
-async def _brute_force(database: Database, tenant_id: str, start: datetime, end: datetime, **where: Any) -> Any:
-    conn = await asyncpg.connect(database.dsn(database.owner_url))
-    try:
-        rows = await conn.fetch(
-            'SELECT action, severity, resource_type, "timestamp" FROM audit_logs WHERE tenant_id = $1'
-            " AND \"timestamp\" BETWEEN $2 AND $3 AND resource_type <> 'audit_log'"
-            " AND resource_type NOT ILIKE 'auditlog.%'",
-            uuid.UUID(tenant_id),
-            start,
-            end,
-        )
-    finally:
-        await conn.close()
-    rows = [r for r in rows if all(r[k] in v for k, v in where.items())]
-    hours = Counter(r["timestamp"].astimezone(UTC).strftime("%Y-%m-%dT%H:00:00Z") for r in rows)
-    return {
-        "total": len(rows),
-        "by_action": dict(Counter(r["action"] for r in rows)),
-        "by_severity": dict(Counter(r["severity"] for r in rows)),
-        "by_resource_type": dict(Counter(r["resource_type"] for r in rows)),
-        "series": dict(hours),
-    }
-
-
-def _shape(body: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "total": body["total"],
-        "by_action": body["by_action"],
-        "by_severity": body["by_severity"],
-        "by_resource_type": body["by_resource_type"],
-        "series": {p["bucket"]: p["count"] for p in body["series"] if p["count"]},
-    }
+from tests.integration.analytics_data import brute_force_stats, post_events, sample_events, stats_counts
 
 
 async def test_stats_equal_a_brute_force_count(client: ApiClient, database: Database) -> None:
@@ -58,20 +19,22 @@ async def test_stats_equal_a_brute_force_count(client: ApiClient, database: Data
     response = await client.get("/api/v1/logs/stats", params=window, headers=a.auditor)
     assert response.status_code == 200, response.text
     body = response.json()
-    expected = await _brute_force(database, a.id, start, end)
+    expected = await brute_force_stats(database, a.id, start, end)
     assert 0 < expected["total"] < 80
-    assert _shape(body) == expected
+    assert stats_counts(body) == expected
     first, last = (t.replace(minute=0, second=0, microsecond=0) for t in (start, end))
     hours = int((last - first).total_seconds() // 3600) + 1  # 289, or 290 when end crosses an hour
     assert len(body["series"]) == hours  # every hour of the window, empty ones as 0
     filtered = await client.get(
         "/api/v1/logs/stats", params={**window, "severity": ["ERROR", "CRITICAL"]}, headers=a.auditor
     )
-    assert _shape(filtered.json()) == await _brute_force(database, a.id, start, end, severity=("ERROR", "CRITICAL"))
+    assert stats_counts(filtered.json()) == await brute_force_stats(
+        database, a.id, start, end, severity=("ERROR", "CRITICAL")
+    )
     # default window: the last 30 days, by day
     default = (await client.get("/api/v1/logs/stats", headers=a.auditor)).json()
     assert default["interval"] == "day" and len(default["series"]) in (30, 31)
-    assert default["total"] == (await _brute_force(database, a.id, now - timedelta(days=30), now))["total"]
+    assert default["total"] == (await brute_force_stats(database, a.id, now - timedelta(days=30), now))["total"]
 
 
 async def test_stats_are_audited_and_validate(client: ApiClient) -> None:

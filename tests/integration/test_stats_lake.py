@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import uuid
-from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,44 +22,18 @@ import asyncpg
 
 from analytics.lake import EXPORT_STEPS, LakeStore, export_tenant
 from tests.conftest import ApiClient, Database, TenantFixture, make_settings, make_tenant, running_app
-from tests.integration.analytics_data import post_events, sample_events
-
-
-async def _brute_force(database: Database, tenant_id: str, start: datetime, end: datetime) -> dict[str, Any]:
-    """Counts straight from ``audit_logs`` (owner connection, no engine, no lake)."""
-    conn = await asyncpg.connect(database.dsn(database.owner_url))
-    try:
-        rows = await conn.fetch(
-            'SELECT action, severity, resource_type, "timestamp" FROM audit_logs WHERE tenant_id = $1'
-            " AND \"timestamp\" BETWEEN $2 AND $3 AND resource_type <> 'audit_log'"
-            " AND resource_type NOT ILIKE 'auditlog.%'",
-            uuid.UUID(tenant_id),
-            start,
-            end,
-        )
-    finally:
-        await conn.close()
-    return {
-        "total": len(rows),
-        "by_action": dict(Counter(r["action"] for r in rows)),
-        "by_severity": dict(Counter(r["severity"] for r in rows)),
-        "by_resource_type": dict(Counter(r["resource_type"] for r in rows)),
-        "series": dict(Counter(r["timestamp"].astimezone(UTC).strftime("%Y-%m-%dT00:00:00Z") for r in rows)),
-    }
+from tests.integration.analytics_data import brute_force_stats, post_events, sample_events, stats_counts
 
 
 async def _stats(client: ApiClient, tenant: TenantFixture, start: datetime, end: datetime) -> dict[str, Any]:
     params = {"start_time": start.isoformat(), "end_time": end.isoformat(), "interval": "day"}
     response = await client.get("/api/v1/logs/stats", params=params, headers=tenant.auditor)
     assert response.status_code == 200, response.text
-    body = response.json()
-    return {
-        "total": body["total"],
-        "by_action": body["by_action"],
-        "by_severity": body["by_severity"],
-        "by_resource_type": body["by_resource_type"],
-        "series": {p["bucket"]: p["count"] for p in body["series"] if p["count"]},
-    }
+    return stats_counts(response.json())
+
+
+async def _brute_force(database: Database, tenant_id: str, start: datetime, end: datetime) -> dict[str, Any]:
+    return await brute_force_stats(database, tenant_id, start, end, "day")
 
 
 async def _lake_state(database: Database, tenant_id: str) -> tuple[int, int, int]:
