@@ -35,7 +35,7 @@ async def start_services(runtime: Runtime) -> None:
     runtime.services["ingest"] = writer
     runtime.services["read_audit"] = await start_read_audit(runtime)
     runtime.services["stream"] = await StreamHub(
-        plain_dsn(settings.database_url or ""), runtime.db, runtime.keyrings
+        plain_dsn(settings.database_url or ""), runtime.db, runtime.keyrings, window=settings.stream_buffer_events
     ).start()
     runtime.services["ratelimit"] = build_rate_limiter(settings)
     runtime.services["api_key_usage"] = KeyUsageFlusher(runtime).start()

@@ -66,8 +66,12 @@ class Settings(BaseSettings):
     transaction starting, and on the clock skew between API and worker hosts (``app.export_schedules.windows``)."""
     export_schedule_retry_delay_seconds: float = Field(default=30.0, gt=0)
     """First retry delay of a failed scheduled-export window; it doubles on each retry (at most an hour)."""
-    stream_buffer_events: int = Field(default=1000, ge=1, le=1_000_000)
-    """Events a live-stream subscriber may fall behind before it is cut (with the position to resume from)."""
+    stream_buffer_events: int = Field(default=10_000, ge=1, le=1_000_000)
+    """The live stream's in-memory window per tenant (per API process): its most recent events, shared by its
+    subscribers. A subscriber further behind reads from PostgreSQL until it is back inside."""
+    stream_stall_seconds: float = Field(default=3.0, gt=0, le=300)
+    """A live-stream client behind the window that takes no data for this long is cut (with the position to
+    resume from)."""
     stream_ping_seconds: float = Field(default=20.0, gt=0)
     """Quiet time after which a live stream sends a ping (WebSocket frame, SSE comment)."""
     embedded_postgres: bool = False

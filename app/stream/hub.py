@@ -3,28 +3,31 @@
 Every commit of the write path (in any API process, on any machine) sends ``NOTIFY auditlog_events,
 '<tenant_id>:<max_seq>'``: a position, never event content. Each process holds ONE listening connection. On a
 notification for a tenant that has subscribers here, the hub reads that tenant's rows after the position it
-last delivered, once for all of the tenant's subscribers (one statement flags each row with every distinct
-filter set), decrypts and encodes each event once, and hands each subscriber the frames it asked for. Fetches
-of one tenant never overlap and always continue from the last delivered position, so a missed or coalesced
+last read, once for all of the tenant's subscribers (one statement flags each row with every distinct filter
+set), decrypts and encodes each event once, and appends it to the tenant's :class:`TenantFeed`. Fetches of
+one tenant never overlap and always continue from the last position read, so a missed or coalesced
 notification costs nothing but a later fetch; after a reconnect every tenant with subscribers is caught up.
 
-A subscriber has a bounded buffer (``capacity`` events, plus room for one fetched batch). Before reading the
-next batch of a tenant the hub lets the tenant's subscribers drain to ``capacity``, waiting at most
-``grace_seconds``; a subscriber still above it then is overflowed (its stream ends with a frame naming the
-position to resume from) and no longer waited for. So a burst (a 10,000-event bulk) does not cut a client that
-keeps up, a client that does not keep up is cut after at most one grace period, and ingest never waits for
-anyone: the hub only reads.
+The feed is one bounded window of the tenant's recent frames (``window`` events), shared by its subscribers:
+a subscriber is a position in it, not a copy. The hub never waits for anyone: it appends, drops the oldest
+frames beyond the window, and wakes the subscribers. A subscriber that falls behind the window (a burst
+larger than the window, or a client slower than the tenant's rate) reads from PostgreSQL at its own pace
+until it is back inside (``app.stream.session``); one whose client stops taking data while outside the
+window is cut with the position to resume from. So a slow client never slows ingest, the hub, or the
+tenant's other subscribers, and memory per tenant is bounded whatever the number of subscribers.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import logging
 import uuid
-from collections import defaultdict, deque
+from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import msgspec
 
@@ -39,7 +42,7 @@ if TYPE_CHECKING:
     from db.keyring import KeyringStore
     from db.tenancy import TenantDB
 
-__all__ = ["Frame", "StreamHub", "Subscriber"]
+__all__ = ["Frame", "StreamHub", "Subscriber", "TenantFeed"]
 
 log = logging.getLogger(__name__)
 
@@ -47,48 +50,74 @@ Frame = tuple[int, bytes]
 """An event's position and its JSON (the event exactly as ``GET /logs/{id}`` shows it)."""
 
 
+class Entry(NamedTuple):
+    """One event in a feed: its position, its JSON, and the filter sets it matches (of those ``known``)."""
+
+    seq: int
+    data: bytes
+    matches: frozenset[LogFilters]
+
+
 @dataclass(eq=False)
 class Subscriber:
-    """One stream's mailbox. ``live`` is set once its replay caught up; the hub fills it only while live.
+    """One stream's registration: its filters and its wake-up.
 
-    A plain deque and an event rather than an ``asyncio.Queue``: the hub appends a whole fetched batch and the
-    stream takes everything buffered in one call, so a busy stream costs one wake-up per batch, not per event.
+    ``since`` is set by the hub: every event after that position was read with this subscriber's filter set
+    among the flagged ones, so from there on the feed's frames are complete for it. ``None`` until then.
     """
 
     tenant_id: uuid.UUID
     filters: LogFilters
-    capacity: int = 1000
-    live: bool = False
-    overflowed: bool = False
-    taken: int = 0
-    """Frames taken from the buffer so far (the hub tells a stopped reader from a slow one by it)."""
-    buffer: deque[Frame] = field(default_factory=deque)
+    since: int | None = None
     wake: asyncio.Event = field(default_factory=asyncio.Event)
 
-    @property
-    def limit(self) -> int:
-        """The most frames the buffer holds: ``capacity`` plus room for one fetched batch."""
-        return self.capacity + BATCH
 
-    @property
-    def behind(self) -> bool:
-        return len(self.buffer) > self.capacity
+class TenantFeed:
+    """The window of one tenant's recent frames, in position order, and the tenant's subscribers here."""
 
-    def offer(self, frame: Frame) -> None:
-        if self.overflowed:
-            return
-        if len(self.buffer) >= self.limit:
-            self.overflowed = True
-            self.wake.set()
-            return
-        self.buffer.append(frame)
+    def __init__(self, head: int, window: int) -> None:
+        self.head = head
+        """The last position read from PostgreSQL (every committed event up to it has been considered)."""
+        self.floor = head
+        """Frames after this position are all in the window (older ones were dropped)."""
+        self.window = window
+        self.entries: deque[Entry] = deque()
+        self.subscribers: set[Subscriber] = set()
+        self.pending = head
+        self.fetching = False
+        self.fetcher: asyncio.Task[None] | None = None
 
-    def take(self, most: int) -> list[Frame]:
-        """Up to ``most`` buffered frames, oldest first."""
-        buffer = self.buffer
-        count = min(most, len(buffer))
-        frames = [buffer.popleft() for _ in range(count)]
-        self.taken += count
+    def filter_sets(self) -> list[LogFilters]:
+        return list({s.filters: None for s in self.subscribers})
+
+    def append(self, entries: Iterable[Entry], head: int) -> None:
+        self.entries.extend(entries)
+        self.head = head
+        drop = len(self.entries) - self.window
+        if drop > 0:
+            for _ in range(drop - 1):
+                self.entries.popleft()
+            self.floor = self.entries.popleft().seq
+        for sub in self.subscribers:
+            sub.wake.set()
+
+    def servable(self, position: int, sub: Subscriber) -> bool:
+        """Whether every frame after ``position`` that ``sub`` wants is (or will be) in the window."""
+        return sub.since is not None and position >= sub.since and position >= self.floor
+
+    def frames_after(self, position: int, filters: LogFilters, most: int) -> list[Frame]:
+        """Up to ``most`` frames after ``position`` that match ``filters``, oldest first."""
+        entries = self.entries
+        if not entries or entries[-1].seq <= position:
+            return []
+        at = bisect.bisect_right(entries, position, key=lambda e: e.seq)
+        frames: list[Frame] = []
+        for i in range(at, len(entries)):
+            entry = entries[i]
+            if filters in entry.matches:
+                frames.append((entry.seq, entry.data))
+                if len(frames) >= most:
+                    break
         return frames
 
 
@@ -101,46 +130,46 @@ class StreamHub:
         db: TenantDB,
         keyrings: KeyringStore,
         *,
+        window: int = 10_000,
         reconnect_seconds: float = 1.0,
-        grace_seconds: float = 1.0,
     ) -> None:
         self._dsn = dsn
-        self._grace = grace_seconds
         self._db = db
         self._keyrings = keyrings
+        self._window = window
         self._reconnect = reconnect_seconds
-        self._subscribers: dict[uuid.UUID, set[Subscriber]] = defaultdict(set)
-        self._delivered: dict[uuid.UUID, int] = {}
-        self._pending: dict[uuid.UUID, int] = {}
-        self._fetchers: dict[uuid.UUID, asyncio.Task[None]] = {}
+        self._feeds: dict[uuid.UUID, TenantFeed] = {}
+        self._fetchers: set[asyncio.Task[None]] = set()
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
         self.fetches = 0
 
     # -- subscribers -------------------------------------------------------------------------------
-    async def subscribe(self, subscriber: Subscriber) -> None:
-        """Register ``subscriber``; from now on every event committed for its tenant is offered to it once live."""
+    async def subscribe(self, subscriber: Subscriber) -> TenantFeed:
+        """Register ``subscriber``; every event committed for its tenant from now on is read for it too."""
         tenant_id = subscriber.tenant_id
-        if tenant_id not in self._delivered:
+        if tenant_id not in self._feeds:
             async with self._db.read(tenant_id) as pg:
                 last = await pg.fetchval("SELECT last_seq FROM tenant_log_seq WHERE tenant_id = $1", tenant_id)
-            # another subscriber may have registered the tenant while we waited
-            self._delivered.setdefault(tenant_id, int(last or 0))
-        self._subscribers[tenant_id].add(subscriber)
+            # another subscriber may have made the feed while we waited
+            self._feeds.setdefault(tenant_id, TenantFeed(int(last or 0), self._window))
+        feed = self._feeds[tenant_id]
+        feed.subscribers.add(subscriber)
+        if not feed.fetching:  # the next fetch flags its filter set: the feed is complete for it from here
+            subscriber.since = feed.head
+        return feed
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
-        subs = self._subscribers.get(subscriber.tenant_id)
-        if subs is None:
+        feed = self._feeds.get(subscriber.tenant_id)
+        if feed is None:
             return
-        subs.discard(subscriber)
-        if not subs:
-            del self._subscribers[subscriber.tenant_id]
-            self._delivered.pop(subscriber.tenant_id, None)
-            self._pending.pop(subscriber.tenant_id, None)
+        feed.subscribers.discard(subscriber)
+        if not feed.subscribers:
+            del self._feeds[subscriber.tenant_id]
 
     @property
     def subscriber_count(self) -> int:
-        return sum(len(s) for s in self._subscribers.values())
+        return sum(len(f.subscribers) for f in self._feeds.values())
 
     # -- notifications -----------------------------------------------------------------------------
     def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
@@ -153,57 +182,41 @@ class StreamHub:
 
     def poke(self, tenant_id: uuid.UUID, seq: int | None = None) -> None:
         """Fetch the tenant's new events (up to at least ``seq``) unless nobody here listens to it."""
-        if tenant_id not in self._subscribers:
+        feed = self._feeds.get(tenant_id)
+        if feed is None:
             return
-        delivered = self._delivered.get(tenant_id, 0)
-        if seq is not None and seq <= delivered:
+        if seq is not None and seq <= feed.head:
             return
-        self._pending[tenant_id] = max(self._pending.get(tenant_id, 0), seq or delivered + 1)
-        task = self._fetchers.get(tenant_id)
-        if task is None or task.done():
-            self._fetchers[tenant_id] = asyncio.create_task(self._fetch_loop(tenant_id), name=f"stream-{tenant_id}")
+        feed.pending = max(feed.pending, seq or feed.head + 1)
+        if feed.fetcher is None or feed.fetcher.done():
+            feed.fetcher = task = asyncio.create_task(self._fetch_loop(tenant_id, feed), name=f"stream-{tenant_id}")
+            self._fetchers.add(task)
+            task.add_done_callback(self._fetchers.discard)
 
-    async def _fetch_loop(self, tenant_id: uuid.UUID) -> None:
-        while tenant_id in self._subscribers and self._pending.get(tenant_id, 0) > self._delivered.get(tenant_id, 0):
-            try:
-                await self._fetch(tenant_id)
-            except Exception:
-                log.exception("stream fetch for tenant %s failed; retrying", tenant_id)
-                await asyncio.sleep(self._reconnect)
-
-    async def _make_room(self, tenant_id: uuid.UUID) -> None:
-        """Wait for the tenant's live subscribers to drain to their capacity, then cut the ones that will not.
-
-        A subscriber still behind after the grace period is cut if it took nothing from its buffer in that
-        period (a client that stopped reading); one that is draining, only slower than the burst came, gets
-        up to three grace periods in all before it is cut as well.
-        """
-        loop = asyncio.get_running_loop()
-        start = loop.time()
-        taken = {id(s): s.taken for s in self._subscribers.get(tenant_id, ())}
-        while True:
-            behind = [s for s in self._subscribers.get(tenant_id, ()) if s.live and not s.overflowed and s.behind]
-            if not behind:
-                return
-            waited = loop.time() - start
-            if waited >= self._grace:
-                stuck = [s for s in behind if waited >= 3 * self._grace or s.taken == taken.get(id(s), s.taken)]
-                for sub in stuck:
-                    sub.overflowed = True
+    async def _fetch_loop(self, tenant_id: uuid.UUID, feed: TenantFeed) -> None:
+        feed.fetching = True
+        try:
+            while feed.subscribers and feed.pending > feed.head:
+                try:
+                    await self._fetch(tenant_id, feed)
+                except Exception:
+                    log.exception("stream fetch for a tenant failed; retrying")
+                    await asyncio.sleep(self._reconnect)
+        finally:
+            feed.fetching = False
+            for sub in feed.subscribers:  # registered during the last fetch: complete from here on
+                if sub.since is None:
+                    sub.since = feed.head
                     sub.wake.set()
-                if len(stuck) == len(behind):
-                    return
-            await asyncio.sleep(0.01)
 
-    async def _fetch(self, tenant_id: uuid.UUID) -> None:
-        """Read and dispatch every event after the delivered position, in order, in batches."""
-        while True:
-            await self._make_room(tenant_id)
-            subs = self._subscribers.get(tenant_id)
-            if not subs:
-                return
-            filter_sets = list({s.filters: None for s in subs})
-            after = self._delivered[tenant_id]
+    async def _fetch(self, tenant_id: uuid.UUID, feed: TenantFeed) -> None:
+        """Read every event after the feed's head, in order, in batches, and append the wanted ones."""
+        while feed.subscribers:
+            after = feed.head
+            for sub in feed.subscribers:
+                if sub.since is None:
+                    sub.since = after
+            filter_sets = feed.filter_sets()
             async with self._db.read(tenant_id) as pg:
                 keyring = await self._keyrings.get(pg, tenant_id)  # also the blind index of any q
                 search = search_index(keyring) if any(f.q is not None for f in filter_sets) else None
@@ -211,31 +224,27 @@ class StreamHub:
                 rows = await pg.fetch(sql, *args)
             self.fetches += 1
             if not rows or keyring is None:
-                # nothing beyond what was delivered: the notified rows are already out
-                self._pending[tenant_id] = after
+                # nothing beyond what was read: the notified rows are already out
+                feed.pending = feed.head
                 return
-            index = {f: i for i, f in enumerate(filter_sets)}
+            entries: list[Entry] = []
             for row in rows:
-                seq = row[COLUMN_COUNT]
                 flags = row[COLUMN_COUNT + 1 :]
-                frame: Frame | None = None
-                for sub in list(self._subscribers.get(tenant_id, ())):
-                    if not sub.live or not flags[index.get(sub.filters, 0)]:
-                        continue
-                    if frame is None:
-                        frame = (seq, msgspec.json.encode(row_to_wire(row[:COLUMN_COUNT], keyring)))
-                    sub.offer(frame)
-                if tenant_id in self._delivered:
-                    self._delivered[tenant_id] = seq
-            for sub in self._subscribers.get(tenant_id, ()):
-                sub.wake.set()
+                matches = frozenset(f for f, hit in zip(filter_sets, flags, strict=True) if hit)
+                if matches:
+                    data = msgspec.json.encode(row_to_wire(row[:COLUMN_COUNT], keyring))
+                    entries.append(Entry(row[COLUMN_COUNT], data, matches))
+            feed.append(entries, rows[-1][COLUMN_COUNT])
             if len(rows) < BATCH:
                 return
+
+    def feed_of(self, tenant_id: uuid.UUID) -> TenantFeed | None:
+        return self._feeds.get(tenant_id)
 
     # -- the listening connection ------------------------------------------------------------------
     def _connected(self) -> None:
         self._ready.set()
-        for tenant_id in list(self._subscribers):  # catch up what was committed while we were away
+        for tenant_id in list(self._feeds):  # catch up what was committed while we were away
             self.poke(tenant_id)
 
     async def start(self) -> StreamHub:
@@ -248,12 +257,12 @@ class StreamHub:
         return self
 
     async def stop(self) -> None:
-        tasks = [t for t in (self._task, *self._fetchers.values()) if t is not None]
+        tasks = [t for t in (self._task, *self._fetchers) if t is not None]
         for task in tasks:
             task.cancel()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        for subs in self._subscribers.values():
-            for sub in subs:
+        for feed in self._feeds.values():
+            for sub in feed.subscribers:
                 sub.wake.set()

@@ -33,7 +33,7 @@ from app.guards import READERS, principal_of
 from app.logs.query import parse_filters
 from app.read_audit import get_recorder
 from app.runtime import Runtime
-from app.stream.session import current_position, resolve_position, stream_events
+from app.stream.session import Progress, current_position, resolve_position, stream_events
 from app.web.errors import ApiError
 
 __all__ = ["logs_stream", "logs_stream_sse"]
@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 
 POLICY_VIOLATION = 1008
 SEND_TIMEOUT = 30.0
+SSE_CHUNK = 50
+"""Events per SSE write: the session learns between writes that the client still takes data."""
 
 
 def _filters_and_start(params: dict[str, list[str]], last_event_id: str | None = None) -> tuple[Any, str | None]:
@@ -101,11 +103,12 @@ async def _send(socket: WebSocket[Any, Any, Any], data: str | bytes) -> None:
     await asyncio.wait_for(socket.send_data(data, mode="text"), timeout=SEND_TIMEOUT)
 
 
-async def _send_frames(socket: WebSocket[Any, Any, Any], frames: list[tuple[int, bytes]]) -> None:
+async def _send_frames(socket: WebSocket[Any, Any, Any], frames: list[tuple[int, bytes]], progress: Progress) -> None:
     """Send a batch of events, one text frame each, in order; the whole batch within ``SEND_TIMEOUT``."""
     async with asyncio.timeout(SEND_TIMEOUT):
         for seq, data in frames:
             await socket.send_data(b'{"type":"log","position":%d,"data":%s}' % (seq, data), mode="text")
+            progress.touch()
 
 
 async def _until_disconnect(socket: WebSocket[Any, Any, Any]) -> None:
@@ -150,7 +153,8 @@ async def _serve_socket(socket: WebSocket[Any, Any, Any]) -> None:
     await socket.accept(subprotocols=subprotocol)
     _audit(runtime, principal, socket.scope, "websocket", filters, start)
     reader = asyncio.create_task(_until_disconnect(socket))
-    events = _events(runtime, principal, filters, start)
+    progress = Progress()
+    events = _events(runtime, principal, filters, start, progress)
     try:
         while True:
             nxt = asyncio.ensure_future(anext(events))
@@ -165,7 +169,7 @@ async def _serve_socket(socket: WebSocket[Any, Any, Any]) -> None:
             except StopAsyncIteration:
                 return
             if kind == "logs":
-                await _send_frames(socket, payload)
+                await _send_frames(socket, payload, progress)
             elif kind == "ping":
                 await _send(socket, f'{{"type":"ping","position":{payload}}}')
             elif kind == "overflow":
@@ -184,25 +188,30 @@ async def _serve_socket(socket: WebSocket[Any, Any, Any]) -> None:
         await events.aclose()
 
 
-def _events(runtime: Runtime, principal: Principal, filters: Any, start: int) -> AsyncGenerator[tuple[str, Any], None]:
+def _events(
+    runtime: Runtime, principal: Principal, filters: Any, start: int, progress: Progress
+) -> AsyncGenerator[tuple[str, Any], None]:
     settings = runtime.settings
     return stream_events(
         runtime,
         principal,
         filters,
         start,
+        progress=progress,
         ping_seconds=settings.stream_ping_seconds,
-        capacity=settings.stream_buffer_events,
+        stall_seconds=settings.stream_stall_seconds,
     )
 
 
-async def _sse_chunks(events: AsyncGenerator[tuple[str, Any], None]) -> AsyncIterator[bytes]:
-    """The stream as ``text/event-stream`` bytes: one chunk per batch of events (an event's JSON is one line)."""
+async def _sse_chunks(events: AsyncGenerator[tuple[str, Any], None], progress: Progress) -> AsyncIterator[bytes]:
+    """The stream as ``text/event-stream`` bytes: a chunk per ``SSE_CHUNK`` events (an event's JSON is one line)."""
     yield b": auditlog stream\nretry: 2000\n\n"
     try:
         async for kind, payload in events:
             if kind == "logs":
-                yield b"".join(b"id: %d\ndata: %s\n\n" % (seq, data) for seq, data in payload)
+                for at in range(0, len(payload), SSE_CHUNK):
+                    yield b"".join(b"id: %d\ndata: %s\n\n" % frame for frame in payload[at : at + SSE_CHUNK])
+                    progress.touch()
             elif kind == "ping":
                 yield b": ping\n\n"
             else:  # overflow or revoked: say so, then end the response
@@ -222,9 +231,11 @@ async def _sse_chunks(events: AsyncGenerator[tuple[str, Any], None]) -> AsyncIte
         "order, filtered by the `GET /logs` query parameters. Each SSE event has `id:` = the event's position "
         "and `data:` = the event exactly as `GET /logs/{id}` shows it; reconnecting with `Last-Event-ID` (or "
         "`?after=`, an event id or a position) replays what was committed since, then goes live, with no gap "
-        "and no duplicate. A `: ping` comment is sent after 20 s without events. A client that falls more "
-        'than 1,000 events behind gets `event: overflow` with `{"resume_after": <position>}` and the '
-        "response ends; a revoked session or key ends it with `event: revoked`. The same stream is served as "
+        "and no duplicate. A `: ping` comment is sent after 20 s without events. A client that falls behind the "
+        "tenant's in-memory window (`AUDIT_STREAM_BUFFER_EVENTS`, 10,000 events) is served from the database at "
+        "its own pace; one that also takes no data for `AUDIT_STREAM_STALL_SECONDS` (3 s) gets `event: overflow` "
+        'with `{"resume_after": <position>}` and the response ends; a revoked session or key ends it with '
+        "`event: revoked`. The same stream is served as "
         'a WebSocket at `/api/v1/logs/stream` (frames `{"type": "log", "position", "data"}`; token in '
         "`Authorization`, `?token=` or `Sec-WebSocket-Protocol: bearer, <token>`; closed with 1008 for bad "
         "credentials or a revocation)."
@@ -245,9 +256,10 @@ async def logs_stream_sse(request: Request[Any, Any, Any]) -> Stream:
     else:
         start = await current_position(runtime, principal.tenant_id)
     _audit(runtime, principal, request.scope, "sse", filters, start)
-    events = _events(runtime, principal, filters, start)
+    progress = Progress()
+    events = _events(runtime, principal, filters, start, progress)
     return Stream(
-        _sse_chunks(events),
+        _sse_chunks(events, progress),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

@@ -1,23 +1,26 @@
 """One subscriber's stream, transport-neutral: replay from a position, then live, with no gap and no duplicate.
 
-The seam between replay and live: the subscriber registers with the hub first (not yet live), replays from
-PostgreSQL what was committed after its start position, turns live (from then on the hub offers it every
-matching event it dispatches), replays once more (whatever the hub dispatched before the switch is committed,
-so this pass finds it), and from then on takes frames from its buffer, dropping any position it already sent.
-Positions only grow, so "already sent" is one integer.
+The subscriber registers with the hub first; from the position the hub names (``Subscriber.since``) on, the
+tenant's feed holds every event it wants. Until its position is inside the feed's window it reads from
+PostgreSQL, a batch at a time, what was committed after its position (a resume, a client slower than the
+tenant's rate, a burst larger than the window); a batch shorter than a full one means it has read everything
+the hub had read before that statement, so from there the window serves it. Positions only grow and every
+read starts after the last position handed over, so nothing is sent twice or skipped at the seam.
 
 The generator yields ``("logs", [(position, event JSON), ...])`` (everything ready to send, in order: a busy
 stream is handed whole batches, so its per-event cost is the send alone), ``("ping", position)`` after a quiet
-interval, and ends with ``("overflow", position)`` when the client fell too far behind, or ``("revoked",
-position)`` when the caller's session or API key was revoked (checked four times a second).
+interval, and ends with ``("overflow", position)`` when the client took no data for ``stall_seconds`` while
+the window moved past it, or ``("revoked", position)`` when the caller's session or API key was revoked
+(checked four times a second).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -33,10 +36,36 @@ if TYPE_CHECKING:
     from app.auth.principal import Principal
     from app.runtime import Runtime
 
-__all__ = ["StreamEvent", "current_position", "resolve_position", "stream_events"]
+__all__ = ["Progress", "StreamEvent", "current_position", "resolve_position", "stream_events"]
 
 StreamEvent = tuple[str, Any]
 REVOCATION_CHECK_SECONDS = 0.25
+
+
+class Progress:
+    """How a transport tells the session that its client takes data: ``touch()`` after each frame sent.
+
+    ``longest`` is the longest time between two touches (or since the last one) since ``reset()``: a
+    client that took no frame at all for that long.
+    """
+
+    __slots__ = ("at", "longest")
+
+    def __init__(self) -> None:
+        self.at = time.monotonic()
+        self.longest = 0.0
+
+    def touch(self) -> None:
+        now = time.monotonic()
+        self.longest = max(self.longest, now - self.at)
+        self.at = now
+
+    def reset(self) -> None:
+        self.at = time.monotonic()
+        self.longest = 0.0
+
+    def stalled(self) -> float:
+        return max(self.longest, time.monotonic() - self.at)
 
 
 def hub_of(runtime: Runtime) -> StreamHub:
@@ -73,22 +102,16 @@ async def resolve_position(runtime: Runtime, tenant_id: uuid.UUID, after: str) -
     return int(seq)
 
 
-async def _replay(
-    runtime: Runtime, tenant_id: uuid.UUID, filters: LogFilters, after: int
-) -> AsyncIterator[list[Frame]]:
-    """What the tenant committed after ``after`` that matches ``filters``, in batches of at most ``BATCH``."""
-    while True:
-        async with runtime.db.read(tenant_id) as pg:
-            keyring = await runtime.keyrings.get(pg, tenant_id)  # also the blind index of q
-            search = search_index(keyring) if filters.q is not None else None
-            sql, args = build_fetch_sql(tenant_id, after, [filters], replay=True, search=search)
-            rows = await pg.fetch(sql, *args)
-        if not rows or keyring is None:
-            return
-        after = rows[-1][COLUMN_COUNT]
-        yield [(row[COLUMN_COUNT], _encode(row_to_wire(row[:COLUMN_COUNT], keyring))) for row in rows]
-        if len(rows) < BATCH:
-            return
+async def _replay_batch(runtime: Runtime, tenant_id: uuid.UUID, filters: LogFilters, after: int) -> list[Frame]:
+    """Up to ``BATCH`` events the tenant committed after ``after`` that match ``filters``, read from PostgreSQL."""
+    async with runtime.db.read(tenant_id) as pg:
+        keyring = await runtime.keyrings.get(pg, tenant_id)  # also the blind index of q
+        search = search_index(keyring) if filters.q is not None else None
+        sql, args = build_fetch_sql(tenant_id, after, [filters], replay=True, search=search)
+        rows = await pg.fetch(sql, *args)
+    if not rows or keyring is None:
+        return []
+    return [(row[COLUMN_COUNT], _encode(row_to_wire(row[:COLUMN_COUNT], keyring))) for row in rows]
 
 
 def _encode(event: Any) -> bytes:
@@ -106,42 +129,44 @@ async def stream_events(
     filters: LogFilters,
     start: int,
     *,
+    progress: Progress,
     ping_seconds: float = 20.0,
-    capacity: int = 1000,
+    stall_seconds: float = 3.0,
 ) -> AsyncGenerator[StreamEvent, None]:
     """Everything the caller's tenant commits after position ``start`` that matches ``filters``."""
     hub = hub_of(runtime)
     tenant_id = principal.tenant_id
-    sub = Subscriber(tenant_id, filters, capacity=capacity)
-    await hub.subscribe(sub)
-    sent = start
+    sub = Subscriber(tenant_id, filters)
+    feed = await hub.subscribe(sub)
+    sent = start  # the last position handed to the client
+    scanned = start  # every matching event up to here has been handed to the client
+    loop = asyncio.get_running_loop()
+    quiet_since = loop.time()
     try:
-        async for frames in _replay(runtime, tenant_id, filters, sent):
-            sent = frames[-1][0]
-            yield "logs", frames
-        sub.live = True
-        async for frames in _replay(runtime, tenant_id, filters, sent):
-            sent = frames[-1][0]
-            yield "logs", frames
-        hub.poke(tenant_id)
-        loop = asyncio.get_running_loop()
-        quiet_since = loop.time()
         while True:
             if _revoked(runtime, principal):
                 yield "revoked", sent
                 return
-            if sub.overflowed:
-                yield "overflow", sent
-                return
-            frames = [frame for frame in sub.take(BATCH) if frame[0] > sent]
+            sub.wake.clear()  # before reading: whatever the hub appends from now on wakes us
+            cursor = max(sent, scanned)
+            if feed.servable(cursor, sub):
+                frames = feed.frames_after(cursor, filters, BATCH)
+            else:  # not (or no longer) inside the tenant's window: read from PostgreSQL at our own pace
+                reach = feed.head  # committed and read by the hub before the statement starts
+                frames = await _replay_batch(runtime, tenant_id, filters, cursor)
+                if len(frames) < BATCH:
+                    scanned = max(scanned, reach)
             if frames:
                 sent = frames[-1][0]
                 quiet_since = loop.time()
+                progress.reset()
                 yield "logs", frames
+                if progress.stalled() >= stall_seconds and not feed.servable(max(sent, scanned), sub):
+                    yield "overflow", sent  # stopped taking data, and the window has moved past it
+                    return
                 continue
-            sub.wake.clear()
-            if sub.buffer or sub.overflowed:
-                continue  # filled between the take and the clear
+            if not feed.servable(max(sent, scanned), sub) and sub.since is not None:
+                continue  # the replay caught up while the window moved on: look again
             if loop.time() - quiet_since >= ping_seconds:
                 quiet_since = loop.time()
                 yield "ping", sent

@@ -41,12 +41,21 @@ def stream_db(pg_server: PgServer, template_db: str) -> Iterator[Database]:
 
 @pytest.fixture(scope="module")
 def servers(stream_db: Database, tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Server]]:
-    """Two API processes on one fresh database; the second cuts slow subscribers after 200 events."""
+    """Two API processes on one fresh database; the second keeps a window of 200 events per tenant and cuts a
+    client behind it that takes no data for a second."""
     tmp = tmp_path_factory.mktemp("stream")
     db = stream_db
     started = [  # side by side: start-up is mostly waiting (bootstrap takes a lock, migrations are done)
         start_serve(db.api_url, db.owner_url, tmp, "a", wait=False),
-        start_serve(db.api_url, db.owner_url, tmp, "b", wait=False, AUDIT_STREAM_BUFFER_EVENTS="200"),
+        start_serve(
+            db.api_url,
+            db.owner_url,
+            tmp,
+            "b",
+            wait=False,
+            AUDIT_STREAM_BUFFER_EVENTS="200",
+            AUDIT_STREAM_STALL_SECONDS="1",
+        ),
     ]
     try:
         for server in started:
@@ -332,7 +341,7 @@ async def test_a_revoked_session_is_disconnected_within_two_seconds(servers: lis
 
 
 async def test_a_slow_consumer_is_cut_without_stalling_a_fast_one_or_ingest(servers: list[Server]) -> None:
-    a, b = servers  # b cuts a subscriber that falls 200 events behind
+    a, b = servers  # b keeps 200 events per tenant in memory and cuts a client behind them idle for 1 s
     tenant = await _tenant(a)
     total = 6000
     async with (
@@ -352,7 +361,9 @@ async def test_a_slow_consumer_is_cut_without_stalling_a_fast_one_or_ingest(serv
         await posting
         assert time.monotonic() - started < 90
         assert len({f["position"] for f in frames}) == total
-        # the slow one never read: it was cut with a resume position, after the events it did get
+        assert [f["position"] for f in frames] == sorted(f["position"] for f in frames)
+        await asyncio.sleep(2)  # the slow one still reads nothing, well past the stall limit
+        # it is cut with a resume position, after the events it did get
         got = 0
         while True:
             msg = await slow.receive(timeout=10)
@@ -367,6 +378,47 @@ async def test_a_slow_consumer_is_cut_without_stalling_a_fast_one_or_ingest(serv
         assert _close_code(slow, msg) == 1013, msg
         assert got < total
         assert overflow["resume_after"] == (last if got else overflow["resume_after"])
+
+
+async def test_a_reading_client_behind_the_window_catches_up_from_the_database_in_order(
+    servers: list[Server],
+) -> None:
+    """A burst ten times b's 200-event window, read by a client that pauses after each frame early on, and by a
+    filtered one: neither is cut; each gets exactly its events, in commit order, once (the slow one leaves
+    the window, reads from PostgreSQL, and comes back to the window while events keep coming)."""
+    a, b = servers
+    tenant = await _tenant(a)
+    total = 2000
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(_ws(b), headers=tenant.auditor) as slow,
+        session.ws_connect(f"{_ws(b)}?action=DELETE", headers=tenant.auditor) as filtered,
+    ):
+        await asyncio.sleep(0.3)
+        events = [_event(n, action="DELETE" if n % 7 == 0 else "UPDATE") for n in range(total)]
+        ids: list[str] = []
+        for i in range(0, total, 500):
+            ids.extend(await _post(a, tenant.user, events[i : i + 500]))
+        frames: list[dict[str, Any]] = []
+        deadline = time.monotonic() + 60
+        while len(frames) < total:
+            msg = await slow.receive(timeout=max(0.1, deadline - time.monotonic()))
+            assert msg.type == aiohttp.WSMsgType.TEXT, (msg.type, msg.data, slow.close_code)
+            frame = json.loads(msg.data)
+            assert frame["type"] in ("log", "ping"), frame
+            if frame["type"] == "log":
+                frames.append(frame)
+                if len(frames) < 300:
+                    await asyncio.sleep(0.002)  # slower than the burst: the window moves past it
+        late = await _post(a, tenant.user, [_event(total + n) for n in range(5)])
+        frames += await _log_frames(slow, 5)
+        wanted = [i for i, e in zip(ids, events, strict=True) if e["action"] == "DELETE"]
+        picked = await _log_frames(filtered, len(wanted), within=60)
+        await _assert_quiet(filtered, 0.5)
+    assert [f["data"]["id"] for f in frames] == ids + late
+    positions = [f["position"] for f in frames]
+    assert positions == sorted(positions) and len(set(positions)) == len(positions)
+    assert [f["data"]["id"] for f in picked] == wanted
 
 
 async def test_subscribing_is_an_audited_read(servers: list[Server]) -> None:
