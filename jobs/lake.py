@@ -9,6 +9,7 @@ a session-level advisory lock on it.
 from __future__ import annotations
 
 import logging
+import uuid
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
@@ -16,6 +17,7 @@ from saq import CronJob
 
 from analytics.lake import LakeStore, compact_tenant, export_tenant
 from db.urls import plain_dsn
+from jobs.per_tenant import each_tenant
 from jobs.tasks import all_tenants
 
 if TYPE_CHECKING:
@@ -45,47 +47,26 @@ def _cron_every(seconds: int) -> str:
 
 async def export_lake(ctx: dict[str, Any], *, wait: bool = False) -> dict[str, int]:
     """Export each tenant's newly committed events; returns counts (tenants, rows, files, failed, skipped)."""
+
+    async def export(conn: asyncpg.Connection, tenant_id: uuid.UUID) -> dict[str, int]:
+        result = await export_tenant(conn, ctx["lake"], ctx["keyrings"], tenant_id, wait=wait)
+        return {"rows": result.rows, "files": result.files, "skipped": int(result.skipped)}
+
     totals = {"tenants": 0, "rows": 0, "files": 0, "failed": 0, "skipped": 0}
-    conn = await asyncpg.connect(ctx["dsn"])
-    try:
-        for tenant_id in await all_tenants(ctx["db"]):
-            totals["tenants"] += 1
-            try:
-                result = await export_tenant(conn, ctx["lake"], ctx["keyrings"], tenant_id, wait=wait)
-            except Exception:
-                totals["failed"] += 1
-                log.exception("lake export of tenant %s failed; it resumes from its watermark next run", tenant_id)
-                if conn.is_closed():
-                    conn = await asyncpg.connect(ctx["dsn"])
-                continue
-            totals["rows"] += result.rows
-            totals["files"] += result.files
-            totals["skipped"] += int(result.skipped)
-    finally:
-        await conn.close()
-    return totals
+    failure = "lake export of tenant %s failed; it resumes from its watermark next run"
+    return await each_tenant(ctx["dsn"], await all_tenants(ctx["db"]), export, totals, log=log, failure=failure)
 
 
 async def compact_lake(ctx: dict[str, Any]) -> dict[str, int]:
     """Compact each tenant's past days with several files into one and delete files no longer listed."""
+
+    async def compact(conn: asyncpg.Connection, tenant_id: uuid.UUID) -> dict[str, int]:
+        result = await compact_tenant(conn, ctx["lake"], ctx["keyrings"], tenant_id, wait=True)
+        return {"days": result.days, "deleted": result.files_deleted}
+
     totals = {"tenants": 0, "days": 0, "deleted": 0, "failed": 0}
-    conn = await asyncpg.connect(ctx["dsn"])
-    try:
-        for tenant_id in await all_tenants(ctx["db"]):
-            totals["tenants"] += 1
-            try:
-                result = await compact_tenant(conn, ctx["lake"], ctx["keyrings"], tenant_id, wait=True)
-            except Exception:
-                totals["failed"] += 1
-                log.exception("lake compaction of tenant %s failed; the next run retries it", tenant_id)
-                if conn.is_closed():
-                    conn = await asyncpg.connect(ctx["dsn"])
-                continue
-            totals["days"] += result.days
-            totals["deleted"] += result.files_deleted
-    finally:
-        await conn.close()
-    return totals
+    failure = "lake compaction of tenant %s failed; the next run retries it"
+    return await each_tenant(ctx["dsn"], await all_tenants(ctx["db"]), compact, totals, log=log, failure=failure)
 
 
 def lake_cron_jobs(config: JobsConfig) -> list[CronJob[Any]]:

@@ -23,6 +23,7 @@ from sqlalchemy import text
 
 from analytics.lake import export_tenant
 from db.tenancy import bind_tenant
+from jobs.per_tenant import each_tenant
 
 if TYPE_CHECKING:
     from analytics.lake import LakeStore
@@ -77,27 +78,17 @@ async def archive_and_purge(
 
 async def apply_retention(ctx: dict[str, Any]) -> dict[str, int]:
     """For every tenant with a retention period, archive and purge its events older than that period."""
-    totals = {"tenants": 0, "deleted": 0, "kept": 0, "failed": 0}
     record: RecordEvent | None = ctx.get("record_purge")
     async with ctx["db"].system() as session:
-        retained = [(r[0], int(r[1])) for r in (await session.execute(_RETAINED)).all()]
-    conn = await asyncpg.connect(ctx["dsn"])
-    try:
-        for tenant_id, days in retained:
-            totals["tenants"] += 1
-            before = datetime.now(UTC) - timedelta(days=days)
-            try:
-                result = await archive_and_purge(conn, ctx["lake"], ctx["keyrings"], tenant_id, before)
-                if record is not None and (result.deleted or result.kept):
-                    await record(tenant_id, result)
-            except Exception:
-                totals["failed"] += 1
-                log.exception("retention of tenant %s failed; the next run retries it", tenant_id)
-                if conn.is_closed():
-                    conn = await asyncpg.connect(ctx["dsn"])
-                continue
-            totals["deleted"] += result.deleted
-            totals["kept"] += result.kept
-    finally:
-        await conn.close()
-    return totals
+        retention_days = {r[0]: int(r[1]) for r in (await session.execute(_RETAINED)).all()}
+
+    async def purge(conn: asyncpg.Connection, tenant_id: uuid.UUID) -> dict[str, int]:
+        before = datetime.now(UTC) - timedelta(days=retention_days[tenant_id])
+        result = await archive_and_purge(conn, ctx["lake"], ctx["keyrings"], tenant_id, before)
+        if record is not None and (result.deleted or result.kept):
+            await record(tenant_id, result)
+        return {"deleted": result.deleted, "kept": result.kept}
+
+    totals = {"tenants": 0, "deleted": 0, "kept": 0, "failed": 0}
+    failure = "retention of tenant %s failed; the next run retries it"
+    return await each_tenant(ctx["dsn"], retention_days, purge, totals, log=log, failure=failure)
