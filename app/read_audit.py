@@ -34,10 +34,12 @@ from app.logs.schemas import EventIn
 from db.event_filters import READ_AUDIT
 
 if TYPE_CHECKING:
+    from litestar import Request
+
     from app.auth.principal import Principal
     from app.runtime import Runtime
 
-__all__ = ["RESOURCE_TYPE", "ReadAuditRecorder", "get_recorder", "start_read_audit"]
+__all__ = ["RESOURCE_TYPE", "ReadAuditRecorder", "get_recorder", "record_request_read", "start_read_audit"]
 
 log = logging.getLogger("auditlog.read_audit")
 
@@ -219,3 +221,28 @@ def get_recorder(runtime: Runtime) -> ReadAuditRecorder:
         recorder.start()
         runtime.services[SERVICE_NAME] = recorder
     return recorder  # type: ignore[no-any-return]
+
+
+def record_request_read(
+    request: Request[Any, Any, Any],
+    runtime: Runtime,
+    principal: Principal,
+    action: str,
+    route: str,
+    details: dict[str, Any] | None = None,
+    *,
+    resource_id: str | None = None,
+) -> None:
+    """:meth:`ReadAuditRecorder.record_read` of a read served to ``request``: its request id, client address
+    (validated by the recorder) and user agent go with the record."""
+    client = request.client
+    get_recorder(runtime).record_read(
+        principal,
+        action,
+        route,
+        details,
+        resource_id=resource_id,
+        request_id=request.scope.get("state", {}).get("request_id"),
+        ip_address=client.host if client else None,
+        user_agent=request.headers.get("user-agent"),
+    )

@@ -25,7 +25,7 @@ from app.chat.service import ROUTE, ModelUnavailable, answer_question
 from app.chat.store import conversation_exists, load_messages, load_turns
 from app.dependencies import runtime_of
 from app.guards import READERS, principal_of
-from app.read_audit import get_recorder
+from app.read_audit import record_request_read
 from app.runtime import Runtime
 from app.web.errors import ApiError, NotFound
 
@@ -77,17 +77,7 @@ def _audit(request: Request[Any, Any, Any], runtime: Runtime, principal: Princip
                                "truncated": out.truncated, "statements": len(deps.ran)}  # fmt: skip
     if out.refused:
         details["refused"] = out.refused
-    client = request.client
-    get_recorder(runtime).record_read(
-        principal,
-        "QUERY",
-        ROUTE,
-        details,
-        resource_id=str(conversation_id),
-        request_id=request.scope.get("state", {}).get("request_id"),
-        ip_address=client.host if client else None,
-        user_agent=request.headers.get("user-agent"),
-    )
+    record_request_read(request, runtime, principal, "QUERY", ROUTE, details, resource_id=str(conversation_id))
 
 
 def _wants_stream(request: Request[Any, Any, Any]) -> bool:

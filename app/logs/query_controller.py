@@ -38,7 +38,7 @@ from app.logs.query import (
 from app.logs.rows import PageWire, row_to_wire, rows_to_wire
 from app.logs.schemas import ACTION_PATTERN, EventOut, EventPage
 from app.logs.search_page import fetch_search_page
-from app.read_audit import get_recorder
+from app.read_audit import record_request_read
 from app.runtime import Runtime
 from app.web.errors import ApiError, NotFound
 from app.web.responses import EncodedJSON
@@ -91,17 +91,7 @@ def _audit(
     *,
     resource_id: str | None = None,
 ) -> None:
-    client = request.client
-    get_recorder(runtime).record_read(
-        principal,
-        "VIEW",
-        route,
-        details,
-        resource_id=resource_id,
-        request_id=request.scope.get("state", {}).get("request_id"),
-        ip_address=client.host if client else None,  # validated by the recorder
-        user_agent=request.headers.get("user-agent"),
-    )
+    record_request_read(request, runtime, principal, "VIEW", route, details, resource_id=resource_id)
 
 
 def _param(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from app.dependencies import runtime_of
 from app.exports.access import engine_of, lake_store_of
 from app.exports.filters import one_param, operation_with, raise_if_errors, read_filters
 from app.guards import READERS, principal_of
-from app.read_audit import get_recorder
+from app.read_audit import record_request_read
 from app.stats.schemas import StatsOut
 from app.stats.service import DEFAULT_WINDOW, MAX_BUCKETS, TOP_USERS, bucket_count, count_events
 from app.web.errors import ApiError
@@ -96,14 +96,6 @@ async def log_stats(request: Request[Any, Any, Any]) -> StatsOut:
         raise ApiError(
             503, "the count ran past its time limit; narrow the window", headers={"Retry-After": "5"}
         ) from None
-    client = request.client
-    get_recorder(runtime).record_read(
-        principal,
-        "QUERY",
-        "/api/v1/logs/stats",
-        {"filters": filters.describe(), "interval": interval, "count": stats.total},
-        request_id=request.scope.get("state", {}).get("request_id"),
-        ip_address=client.host if client else None,
-        user_agent=request.headers.get("user-agent"),
-    )
+    details = {"filters": filters.describe(), "interval": interval, "count": stats.total}
+    record_request_read(request, runtime, principal, "QUERY", "/api/v1/logs/stats", details)
     return stats

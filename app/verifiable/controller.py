@@ -16,7 +16,7 @@ from litestar.params import FromPath, QueryParameter
 from app.auth.principal import Principal
 from app.dependencies import runtime_of
 from app.guards import READERS, principal_of
-from app.read_audit import get_recorder
+from app.read_audit import record_request_read
 from app.runtime import Runtime
 from app.verifiable import service
 from app.verifiable.keys import CheckpointKeys, checkpoint_keys
@@ -45,17 +45,7 @@ def _b64(value: bytes) -> str:
 
 def _audit(request: Request[Any, Any, Any], runtime: Runtime, principal: Principal, route: str, details: dict[str, Any],
            resource_id: str | None = None) -> None:  # fmt: skip
-    client = request.client
-    get_recorder(runtime).record_read(
-        principal,
-        "VIEW",
-        route,
-        details,
-        resource_id=resource_id,
-        request_id=request.scope.get("state", {}).get("request_id"),
-        ip_address=client.host if client else None,
-        user_agent=request.headers.get("user-agent"),
-    )
+    record_request_read(request, runtime, principal, "VIEW", route, details, resource_id=resource_id)
 
 
 @get(
