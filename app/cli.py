@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import warnings
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from app.settings import Settings, load_settings
 
 if TYPE_CHECKING:
-    from app.verifiable.note import NoteVerifier
+    from app.verifiable.note import Checkpoint, NoteVerifier
     from db.embedded import EmbeddedPostgres
 
 __all__ = ["main"]
@@ -32,12 +34,49 @@ async def _bootstrap(settings: object) -> Path | None:
         await runtime.close()
 
 
+def _command_settings() -> Settings:
+    """The settings from the environment, with logging configured by them (every command but serve)."""
+    from app.web.observability import configure_logging
+
+    settings = load_settings()
+    configure_logging(settings.log_level, json_lines=settings.log_json)
+    return settings
+
+
+@contextlib.contextmanager
+def _database(settings: Settings, *, run_migrations: bool = False) -> Iterator[EmbeddedPostgres | None]:
+    """``settings`` pointed at a ready database for the block, which gets the embedded server started when
+    none is configured (``None`` otherwise); that server is let go of after the block."""
+    from app.database import prepare_database
+
+    embedded = prepare_database(settings, run_migrations=run_migrations)
+    try:
+        yield embedded
+    finally:
+        _release(embedded)
+
+
+@contextlib.asynccontextmanager
+async def _job_context(settings: Settings) -> AsyncIterator[dict[str, Any]]:
+    """What a job task reads of the worker's context (``db``, ``keyrings``), on an engine of its own."""
+    from app.runtime import make_engine
+    from db.crypto import LocalMasterKey
+    from db.keyring import KeyringStore
+    from db.tenancy import TenantDB
+
+    engine = make_engine(settings)
+    try:
+        yield {"db": TenantDB(engine), "keyrings": KeyringStore(LocalMasterKey.from_setting(settings.master_key or ""))}
+    finally:
+        await engine.dispose()
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from granian import Granian
     from granian.constants import Interfaces
     from granian.log import LogLevels
 
-    from app.database import export_to_environment, prepare_database
+    from app.database import export_to_environment
     from app.instance import InstanceConflict, claim_instance
     from app.web.observability import configure_logging, logging_dictconfig
 
@@ -48,134 +87,86 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except InstanceConflict as exc:
         log.error("refusing to start: %s", exc)
         return 1
-    embedded = prepare_database(settings)
     try:
-        credentials = asyncio.run(_bootstrap(settings))
-        export_to_environment(settings)
-        where = "embedded PostgreSQL in " + str(settings.data_dir) if embedded else "the configured database"
-        log.info("serving http://%s:%s on %s", settings.host, settings.port, where)
-        log.info("operator password (tenant platform, user operator): %s", operator_password_source(settings))
-        if credentials:
-            log.info("demo credentials in %s", credentials)
-        Granian(
-            "app.asgi:create_app_from_env",
-            factory=True,
-            address=settings.host,
-            port=settings.port,
-            interface=Interfaces.ASGI,
-            workers=settings.workers,
-            log_enabled=True,
-            log_level=LogLevels(settings.log_level.lower()),
-            log_dictconfig=logging_dictconfig(settings.log_level, json_lines=settings.log_json),
-            backlog=2048,
-        ).serve()
+        with _database(settings, run_migrations=True) as embedded:
+            credentials = asyncio.run(_bootstrap(settings))
+            export_to_environment(settings)
+            where = "embedded PostgreSQL in " + str(settings.data_dir) if embedded else "the configured database"
+            log.info("serving http://%s:%s on %s", settings.host, settings.port, where)
+            log.info("operator password (tenant platform, user operator): %s", operator_password_source(settings))
+            if credentials:
+                log.info("demo credentials in %s", credentials)
+            Granian(
+                "app.asgi:create_app_from_env",
+                factory=True,
+                address=settings.host,
+                port=settings.port,
+                interface=Interfaces.ASGI,
+                workers=settings.workers,
+                log_enabled=True,
+                log_level=LogLevels(settings.log_level.lower()),
+                log_dictconfig=logging_dictconfig(settings.log_level, json_lines=settings.log_json),
+                backlog=2048,
+            ).serve()
     finally:
-        _release(embedded)
         instance.release()
     return 0
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from app.database import prepare_database
-    from app.web.observability import configure_logging
     from app.worker_plugins import worker_plugins
     from jobs.worker import run_worker
 
-    settings = load_settings()
-    configure_logging(settings.log_level, json_lines=settings.log_json)
-    embedded = prepare_database(settings, run_migrations=False)
-    try:
+    settings = _command_settings()
+    with _database(settings):
         run_worker(settings.jobs_config(), plugins=worker_plugins(settings))
-    finally:
-        _release(embedded)
     return 0
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    from app.database import prepare_database
-    from app.web.observability import configure_logging
-
-    settings = load_settings()
-    configure_logging(settings.log_level, json_lines=settings.log_json)
+    settings = _command_settings()
     if settings.database_url and not settings.migration_database_url:
         settings.migration_database_url = settings.database_url
-    embedded = prepare_database(settings)
-    try:
+    with _database(settings, run_migrations=True):
         asyncio.run(_bootstrap(settings))
         log.info("database migrated to head")
-    finally:
-        _release(embedded)
     return 0
 
 
 def cmd_rotate_keys(args: argparse.Namespace) -> int:
     """Give every tenant a new data key now (the scheduled job does it weekly)."""
     from app.audit_trail.jobs_plugin import service_events_plugin
-    from app.database import prepare_database
-    from app.runtime import make_engine
-    from app.web.observability import configure_logging
-    from db.crypto import LocalMasterKey
-    from db.keyring import KeyringStore
-    from db.tenancy import TenantDB
     from jobs.tasks import rotate_data_keys
 
-    settings = load_settings()
-    configure_logging(settings.log_level, json_lines=settings.log_json)
-    embedded = prepare_database(settings, run_migrations=False)
+    settings = _command_settings()
 
     async def rotate() -> int:
-        engine = make_engine(settings)
-        try:
-            ctx = {
-                "db": TenantDB(engine),
-                "keyrings": KeyringStore(LocalMasterKey.from_setting(settings.master_key or "")),
-            }
+        async with _job_context(settings) as ctx:
             events = service_events_plugin(settings)  # each rotation recorded in its tenant's log
             await events.startup(ctx)
             try:
                 return await rotate_data_keys(ctx, max_age_days=0, trigger="cli")
             finally:
                 await events.shutdown(ctx)
-        finally:
-            await engine.dispose()
 
-    try:
+    with _database(settings):
         log.info("rotated the data key of %s tenants", asyncio.run(rotate()))
-    finally:
-        _release(embedded)
     return 0
 
 
 def cmd_reindex_search(args: argparse.Namespace) -> int:
     """Re-index the search column of events written before the blind index, to the end (the worker does it
     in the background, a minute at a time): see ``jobs.search_reindex``."""
-    from app.database import prepare_database
-    from app.runtime import make_engine
-    from app.web.observability import configure_logging
-    from db.crypto import LocalMasterKey
-    from db.keyring import KeyringStore
-    from db.tenancy import TenantDB
     from jobs.search_reindex import reindex_search
 
-    settings = load_settings()
-    configure_logging(settings.log_level, json_lines=settings.log_json)
-    embedded = prepare_database(settings, run_migrations=False)
+    settings = _command_settings()
 
     async def reindex() -> int:
-        engine = make_engine(settings)
-        try:
-            ctx = {
-                "db": TenantDB(engine),
-                "keyrings": KeyringStore(LocalMasterKey.from_setting(settings.master_key or "")),
-            }
+        async with _job_context(settings) as ctx:
             return await reindex_search(ctx, budget_seconds=float("inf"))
-        finally:
-            await engine.dispose()
 
-    try:
+    with _database(settings):
         log.info("search re-index: %s rows rewritten", asyncio.run(reindex()))
-    finally:
-        _release(embedded)
     return 0
 
 
@@ -190,21 +181,13 @@ def cmd_apply_retention(args: argparse.Namespace) -> int:
 
 
 def _run_lake_command(name: str) -> int:
-    import json as _json
-
-    from app.database import prepare_database
     from app.retention.commands import run_apply_retention, run_export_lake
-    from app.web.observability import configure_logging
 
-    settings = load_settings()
-    configure_logging(settings.log_level, json_lines=settings.log_json)
-    embedded = prepare_database(settings, run_migrations=False)
+    settings = _command_settings()
     run = run_export_lake if name == "export-lake" else run_apply_retention
-    try:
+    with _database(settings):
         totals = asyncio.run(run(settings))
-    finally:
-        _release(embedded)
-    print(_json.dumps({"command": name, **totals}))
+    print(json.dumps({"command": name, **totals}))
     return 1 if totals.get("failed") else 0
 
 
@@ -226,16 +209,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         print(f"auditlog verify: {exc}")
         return 2
-    for failure in report.failures:
-        print(f"FAIL {failure}")
-    if report.ok and report.checkpoint is not None:
-        print(
-            f"OK {report.events} events and {report.erased} erased leaves verified against the checkpoint of "
-            f"{report.checkpoint.origin} at tree size {report.checkpoint.tree_size}"
-        )
-        return 0
-    print(f"FAILED: {len(report.failures)} problem(s)")
-    return 1
+    held = f"{report.events} events and {report.erased} erased leaves"
+    return _print_report(report.failures, (), report.checkpoint if report.ok else None, held)
 
 
 def cmd_new_checkpoint_key(args: argparse.Namespace) -> int:
@@ -253,17 +228,21 @@ def _verify_lake(folder: Path, verifiers: list[NoteVerifier], args: argparse.Nam
 
     checkpoint = Path(args.checkpoint).read_text(encoding="utf-8") if args.checkpoint else None
     report = verify_lake(folder, verifiers, checkpoint=checkpoint, origin=args.origin)
-    for failure in report.failures:
+    held = f"{report.covered} lake rows ({report.files} files)"
+    return _print_report(report.failures, report.notes, report.checkpoint if report.ok else None, held)
+
+
+def _print_report(failures: Sequence[str], notes: Sequence[str], checkpoint: Checkpoint | None, held: str) -> int:
+    """Print what ``auditlog verify`` found: each failure and note, then ``OK`` with what ``held`` against the
+    ``checkpoint`` (given only when everything held), else ``FAILED``; the exit status."""
+    for failure in failures:
         print(f"FAIL {failure}")
-    for note in report.notes:
+    for note in notes:
         print(f"NOTE {note}")
-    if report.ok and report.checkpoint is not None:
-        print(
-            f"OK {report.covered} lake rows ({report.files} files) verified against the checkpoint of "
-            f"{report.checkpoint.origin} at tree size {report.checkpoint.tree_size}"
-        )
+    if checkpoint is not None:
+        print(f"OK {held} verified against the checkpoint of {checkpoint.origin} at tree size {checkpoint.tree_size}")
         return 0
-    print(f"FAILED: {len(report.failures)} problem(s)")
+    print(f"FAILED: {len(failures)} problem(s)")
     return 1
 
 
