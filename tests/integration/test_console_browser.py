@@ -28,9 +28,10 @@ import httpx
 import pyarrow.parquet as pq
 import pytest
 
-from db.provision import OWNER_ROLE
-from tests.browser import CHROMIUM_ARGS, Server, artifacts_dir, chromium_executable, start_server, stop_server
+from db.provision import API_ROLE, OWNER_ROLE
+from tests.browser import CHROMIUM_ARGS, artifacts_dir, chromium_executable
 from tests.conftest import PgServer, TenantFixture, make_tenant
+from tests.servers import Server, serving
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 from playwright.sync_api import Browser, BrowserContext, Page, expect  # noqa: E402
@@ -59,17 +60,17 @@ def server(pg_server: PgServer, template_db: str, tmp_path_factory: pytest.TempP
             await conn.close()
 
     run_async(create())
-    started = start_server(
-        pg_server,
-        dbname,
+    with serving(
+        pg_server.url(API_ROLE, dbname),
+        pg_server.url(OWNER_ROLE, dbname),
         tmp_path_factory.mktemp("console"),
+        AUDIT_RUN_WORKER_IN_PROCESS="true",  # the console's export jobs and checkpoints need the worker
+        AUDIT_CHECKPOINT_SIGNING_KEYS="PRIVATE+KEY+auditlog.example+77eac839+AWNjY2NjY2NjY2NjY2NjY2NjY2NjY2NjY2NjY2NjY2Nj",
+        AUDIT_CHECKPOINT_INTERVAL_SECONDS="0.2",
         AUDIT_ACCESS_TOKEN_TTL_SECONDS=str(TTL_SECONDS),
         AUDIT_ALLOW_PRIVATE_URLS="true",
-    )
-    try:
+    ) as started:
         yield started
-    finally:
-        stop_server(started)
 
 
 @pytest.fixture(scope="module")
