@@ -13,7 +13,7 @@ import importlib
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import pyarrow as pa
 
@@ -24,7 +24,12 @@ if TYPE_CHECKING:
     from db.crypto import TenantKeyring
     from db.event_filters import LogFilters
 
-__all__ = ["LakeSnapshot", "lake_batches", "lake_module", "read_lake_snapshot"]
+__all__ = ["BATCH_ROWS", "LakeSnapshot", "lake_batches", "lake_module", "read_lake_snapshot"]
+
+BATCH_ROWS: Final = 16_384
+"""Rows per lake batch handed to DuckDB. Each batch is decoded, filtered and cast (a copy or two) while DuckDB
+holds the ones it is working on, so this sets the read's working set, not its throughput: 65,536-row batches
+of real events held about twice the Arrow memory (122 against 59 MB at the peak of a 900k-row export)."""
 
 
 def lake_module() -> Any | None:
@@ -71,7 +76,8 @@ def _in_window(file: Any, filters: LogFilters) -> bool:
 def lake_batches(
     snapshot: LakeSnapshot, keyring: TenantKeyring | None, filters: LogFilters, columns: tuple[str, ...] | None
 ) -> Iterator[pa.RecordBatch]:
-    """The lake's matching rows projected to ``columns``, batch by batch (flat memory)."""
+    """The lake's matching rows projected to ``columns``, batch by batch (flat memory: one row group's bytes and
+    a batch or two of ``BATCH_ROWS`` rows, whatever the lake's size)."""
     lake = lake_module()
     files = [f for f in snapshot.files if _in_window(f, filters)]
     if lake is None or not files:
@@ -81,12 +87,7 @@ def lake_batches(
     read = [n for n in project(None).names if n in wanted]
     ring = keyring if any(c in SENSITIVE_COLUMNS for c in read) else None
     expression = lake_expression(filters)
-    for batch in lake.open_lake_batches(snapshot.store, files, ring, read):
-        if expression is not None:
-            batch = pa.Table.from_batches([batch]).filter(expression).combine_chunks()
-            batches = batch.to_batches()
-        else:
-            batches = [batch]
-        for out in batches:
-            if out.num_rows:
-                yield pa.record_batch([out.column(n).cast(schema.field(n).type) for n in schema.names], schema=schema)
+    for batch in lake.open_lake_batches(snapshot.store, files, ring, read, batch_rows=BATCH_ROWS):
+        out = batch.filter(expression) if expression is not None else batch
+        if out.num_rows:
+            yield pa.record_batch([out.column(n).cast(schema.field(n).type) for n in schema.names], schema=schema)

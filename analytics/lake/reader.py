@@ -1,7 +1,11 @@
 """Streaming the listed lake files of one tenant as Arrow record batches, in flat memory.
 
-Files are read one after another and row group by row group (``iter_batches``), so memory stays at about
-one row group whatever the lake's size. The sensitive columns are decrypted only when asked for, with the
+Files are read one after another and row group by row group, so memory stays at about one row group whatever
+the lake's size. Each row group is its own ``iter_batches`` call: pyarrow pre-buffers (``pre_buffer``, one
+coalesced read per row group, which S3 wants) into a cache that lives as long as the reader, so one reader
+over a whole file held every row group's compressed column chunks until the file's end — memory that grew
+with the file (a day file of a 900k-row lake: 158 MB of Arrow memory at its peak against 95 MB row group by
+row group). The sensitive columns are decrypted only when asked for, with the
 tenant's keyring; without a keyring asking for them is an error, and the other columns need no key.
 """
 
@@ -50,12 +54,18 @@ def open_lake_batches(
             parquet = pq.ParquetFile(source, decryption_properties=decryption)
             absent = [c for c in wanted if c in PROOF_COLUMNS and c not in parquet.schema_arrow.names]
             if not absent:
-                yield from parquet.iter_batches(batch_size=batch_rows, columns=wanted, use_threads=False)
+                yield from _row_groups(parquet, wanted, batch_rows)
                 continue
             # a file of an older writer: its proof columns read as nulls
             present = [c for c in wanted if c not in absent]
-            for batch in parquet.iter_batches(batch_size=batch_rows, columns=present, use_threads=False):
+            for batch in _row_groups(parquet, present, batch_rows):
                 fields = [batch.schema.field(c) if c in present else LAKE_SCHEMA.field(c) for c in wanted]
                 arrays = [batch.column(c) if c in present else pa.nulls(batch.num_rows, f.type) for c, f in
                           zip(wanted, fields, strict=True)]  # fmt: skip
                 yield pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields))
+
+
+def _row_groups(parquet: pq.ParquetFile, columns: list[str], batch_rows: int) -> Iterator[pa.RecordBatch]:
+    """The file's batches, one reader per row group (its pre-buffered bytes freed before the next one)."""
+    for index in range(parquet.num_row_groups):
+        yield from parquet.iter_batches(batch_size=batch_rows, row_groups=[index], columns=columns, use_threads=False)
