@@ -61,7 +61,7 @@ def moto_s3() -> Iterator[str]:
         env=env,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 120  # moto imports a lot: 30 s was not enough at a load average of 20
     while True:
         if proc.poll() is not None:
             pytest.fail(f"moto server exited with {proc.returncode}")
