@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from app.audit_trail.service_events import DATA_KEY, SERVICE_ACTOR, record_service_event
-from app.logs.ingest import IngestWriter
+from app.audit_trail.writer_lease import WriterLease
 from app.settings import Settings
 from db.urls import plain_dsn
 from jobs.tasks import ON_DATA_KEY_ROTATED
@@ -27,30 +27,20 @@ __all__ = ["ServiceEventsPlugin", "service_events_plugin"]
 class ServiceEventsPlugin:
     """A ``jobs.worker.WorkerPlugin`` with no tasks of its own: it records what the job tasks report."""
 
-    dsn: str
-    host: Any = None
-    """Something with ``services["ingest"]`` (the API's runtime) whose writer to use; else one is started."""
+    writer: WriterLease
     functions: Sequence[Callable[..., Any]] = ()
-    services: dict[str, Any] = field(default_factory=dict)
-    _owned: IngestWriter | None = None
 
     async def startup(self, ctx: dict[str, Any]) -> None:
-        writer = self.host.services.get("ingest") if self.host is not None else None
-        if writer is None:
-            writer = self._owned = IngestWriter(self.dsn, ctx["db"], ctx["keyrings"], max_connections=2)
-            await writer.start()
-        self.services["ingest"] = writer
+        await self.writer.start(ctx)
         ctx[ON_DATA_KEY_ROTATED] = self.data_key_rotated
 
     async def shutdown(self, ctx: dict[str, Any]) -> None:
         ctx.pop(ON_DATA_KEY_ROTATED, None)
-        if self._owned is not None:
-            await self._owned.stop()
-            self._owned = None
+        await self.writer.stop()
 
     async def data_key_rotated(self, tenant_id: uuid.UUID, key_id: int, trigger: str) -> None:
         await record_service_event(
-            self,
+            self.writer,
             tenant_id=tenant_id,
             actor=SERVICE_ACTOR,
             action="DATA_KEY_ROTATED",
@@ -63,4 +53,4 @@ class ServiceEventsPlugin:
 
 def service_events_plugin(settings: Settings, host: Any = None) -> ServiceEventsPlugin:
     """The plugin for a worker configured from the API's settings (``host``: the API runtime, in-process)."""
-    return ServiceEventsPlugin(plain_dsn(settings.database_url or ""), host)
+    return ServiceEventsPlugin(WriterLease(plain_dsn(settings.database_url or ""), host))

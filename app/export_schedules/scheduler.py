@@ -24,13 +24,13 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
+from app.audit_trail.writer_lease import WriterLease
 from app.export_schedules.runner import RunnerConfig, RunResult, deliver_window
 from app.export_schedules.windows import ensure_fence, fence_settled, take_mark, window_end
-from app.logs.ingest import IngestWriter
 from app.settings import Settings
 from db.urls import plain_dsn
 
@@ -229,31 +229,19 @@ async def run_export_schedule(
 
 
 @dataclass
-class _Services:
-    """What ``record_service_event`` reads of a runtime: its ingest writer."""
-
-    services: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
 class ExportSchedulesPlugin:
     """The scheduled-export part of the job worker (a ``jobs.worker.WorkerPlugin``): the loop and the manual-run
     task, with an ingest writer to record the ``EXPORT`` reads (the API's, in-process; else its own)."""
 
-    dsn: str
+    writer: WriterLease
     tick_seconds: float
     lag: timedelta
     retry_delay: float
     allow_private: bool
-    host: Any = None
     functions: Sequence[Callable[..., Any]] = (run_export_schedule,)
-    _writer: IngestWriter | None = None
 
     async def startup(self, ctx: dict[str, Any]) -> None:
-        writer = self.host.services.get("ingest") if self.host is not None else None
-        if writer is None:
-            writer = self._writer = IngestWriter(self.dsn, ctx["db"], ctx["keyrings"], max_connections=2)
-            await writer.start()
+        await self.writer.start(ctx)
         if "analytics" not in ctx:
             from analytics.engine import AnalyticsEngine
 
@@ -266,7 +254,7 @@ class ExportSchedulesPlugin:
             allow_private=self.allow_private,
             engine=ctx["analytics"],
             lake=lambda: ctx.get("lake"),  # set by the worker after the plugins start
-            audit=_Services({"ingest": writer}),
+            audit=self.writer,
         )
         scheduler = ExportScheduler(cfg, tick_seconds=self.tick_seconds)
         scheduler.start()
@@ -276,18 +264,15 @@ class ExportSchedulesPlugin:
         scheduler = ctx.pop(SCHEDULER_KEY, None)
         if scheduler is not None:
             await scheduler.stop()
-        if self._writer is not None:
-            await self._writer.stop()
-            self._writer = None
+        await self.writer.stop()
 
 
 def export_schedules_plugin(settings: Settings, host: Any = None) -> ExportSchedulesPlugin:
     """The plugin configured from the API's settings (``host``: the API runtime when in-process)."""
     return ExportSchedulesPlugin(
-        dsn=plain_dsn(settings.database_url or ""),
+        writer=WriterLease(plain_dsn(settings.database_url or ""), host),
         tick_seconds=settings.export_schedule_tick_seconds,
         lag=timedelta(seconds=settings.export_schedule_close_lag_seconds),
         retry_delay=settings.export_schedule_retry_delay_seconds,
         allow_private=settings.allow_private_urls,
-        host=host,
     )

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
-from app.logs.ingest import IngestWriter
+from app.audit_trail.writer_lease import WriterLease
 from app.retention.service import record_purge
 from db.urls import plain_dsn
 from jobs.retention import PurgeResult
@@ -27,27 +27,13 @@ RETENTION_ACTOR = "system:retention"
 
 
 @dataclass
-class _Services:
-    """What ``record_service_event`` reads of a runtime: its ingest writer."""
-
-    services: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
 class RetentionPlugin:
-    dsn: str
-    host: Any = None
-    """Something with ``services["ingest"]`` (the API's runtime, in-process) whose writer to use; else one is
-    started."""
+    writer: WriterLease
     functions: Sequence[Callable[..., Any]] = ()
-    _writer: IngestWriter | None = None
 
     async def startup(self, ctx: dict[str, Any]) -> None:
-        writer = self.host.services.get("ingest") if self.host is not None else None
-        if writer is None:
-            writer = self._writer = IngestWriter(self.dsn, ctx["db"], ctx["keyrings"], max_connections=2)
-            await writer.start()
-        holder = cast("Runtime", _Services({"ingest": writer}))
+        await self.writer.start(ctx)
+        holder = cast("Runtime", self.writer)
 
         async def record(tenant_id: uuid.UUID, result: PurgeResult) -> None:
             await record_purge(holder, result, actor=RETENTION_ACTOR, trigger="retention")
@@ -56,10 +42,8 @@ class RetentionPlugin:
 
     async def shutdown(self, ctx: dict[str, Any]) -> None:
         ctx.pop("record_purge", None)
-        if self._writer is not None:
-            await self._writer.stop()
-            self._writer = None
+        await self.writer.stop()
 
 
 def retention_plugin(settings: Settings, host: Any = None) -> RetentionPlugin:
-    return RetentionPlugin(plain_dsn(settings.database_url or ""), host)
+    return RetentionPlugin(WriterLease(plain_dsn(settings.database_url or ""), host))

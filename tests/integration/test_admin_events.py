@@ -108,13 +108,13 @@ async def test_scheduled_and_cli_rotations_are_recorded_as_the_service(client: A
         assert await rotate_data_keys(ctx, max_age_days=0) >= 2
     finally:
         await in_process.shutdown(ctx)
-    assert in_process._owned is None
+    assert in_process.writer.owned is None
 
     # `auditlog worker` / `auditlog rotate-keys`: the plugin starts and stops a writer of its own
     standalone = service_events_plugin(runtime.settings)
     await standalone.startup(ctx)
     try:
-        assert isinstance(standalone, ServiceEventsPlugin) and standalone._owned is not None
+        assert isinstance(standalone, ServiceEventsPlugin) and standalone.writer.owned is not None
         assert await rotate_data_keys(ctx, max_age_days=0, trigger="cli") >= 2
     finally:
         await standalone.shutdown(ctx)
