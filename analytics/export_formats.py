@@ -108,16 +108,23 @@ class _Sink:
 
 
 class Encoder:
-    """Bytes of one export: ``start()``, then ``batch(b)`` for each result batch, then ``finish()``."""
+    """Bytes of one export: ``start()``, then ``batch(b)`` for each result batch, then ``finish()``.
 
-    def __init__(self, fmt: str) -> None:
+    Parquet row groups hold ``row_group_rows`` rows (the last one fewer) whatever the size of the batches DuckDB
+    hands over (it passes on its source's batches, 16,384 lake rows or fewer): batches wait until there are
+    enough, at most one row group's worth."""
+
+    def __init__(self, fmt: str, *, row_group_rows: int = 65_536) -> None:
         if fmt not in FORMATS:
             raise ValueError(f"unknown export format {fmt!r}")
         self.fmt = fmt
         self.rows = 0
+        self.row_group_rows = row_group_rows
         self._first = True
         self._sink = _Sink()
         self._parquet: pq.ParquetWriter | None = None
+        self._pending: list[pa.RecordBatch] = []
+        self._pending_rows = 0
 
     def start(self) -> bytes:
         return b"[" if self.fmt == "json" else b""
@@ -137,9 +144,20 @@ class Encoder:
             pacsv.write_csv(batch, sink, pacsv.WriteOptions(include_header=self._first))
             self._first = False
             return sink.getvalue().to_pybytes()
+        self._pending.append(batch)
+        self._pending_rows += batch.num_rows
+        if self._pending_rows < self.row_group_rows:
+            return b""
+        return self._row_group(batch.schema)
+
+    def _row_group(self, schema: pa.Schema) -> bytes:
+        """The pending batches written as one row group; its bytes."""
         if self._parquet is None:
-            self._parquet = pq.ParquetWriter(self._sink, batch.schema, compression="zstd")
-        self._parquet.write_batch(batch)
+            self._parquet = pq.ParquetWriter(self._sink, schema, compression="zstd")
+        if self._pending:
+            table = pa.Table.from_batches(self._pending, schema=schema)
+            self._pending, self._pending_rows = [], 0
+            self._parquet.write_table(table, row_group_size=max(table.num_rows, 1))
         return self._sink.take()
 
     def finish(self, schema: pa.Schema | None = None) -> bytes:
@@ -150,9 +168,13 @@ class Encoder:
             pacsv.write_csv(schema.empty_table(), sink)  # an empty export still has its header row
             return sink.getvalue().to_pybytes()
         if self.fmt == "parquet":
-            if self._parquet is None and schema is not None:
-                self._parquet = pq.ParquetWriter(self._sink, schema, compression="zstd")
+            if self._pending:
+                head = self._row_group(self._pending[0].schema)
+            else:
+                head = b""
+                if self._parquet is None and schema is not None:
+                    self._parquet = pq.ParquetWriter(self._sink, schema, compression="zstd")
             if self._parquet is not None:
                 self._parquet.close()
-            return self._sink.take()
+            return head + self._sink.take()
         return b""

@@ -69,8 +69,8 @@ async def export_bytes(
     batch_rows: int = 65_536,
 ) -> AsyncIterator[bytes]:
     """The export's bytes, chunk by chunk (``pg``: a connection of the caller's, bound to no transaction); a chunk
-    holds about ``batch_rows`` rows."""
-    encoder = Encoder(fmt)
+    holds about ``batch_rows`` rows (a Parquet chunk is a row group of ``batch_rows`` rows)."""
+    encoder = Encoder(fmt, row_group_rows=batch_rows)
     async with open_tenant_events(engine, pg, tenant_id, keyrings, filters=filters, lake_store=store) as session:
         schema = None
         for chunk in (encoder.start(),):
