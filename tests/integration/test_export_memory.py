@@ -177,9 +177,9 @@ LAKE_ROW_GROUP = 8_192
 """Five row groups at N, fifteen at 3N (the lake writes 131,072-row groups; a small lake needs small ones to have
 many)."""
 LAKE_PEAK_RATIO = 1.25
-"""Arrow's peak growth at 3N over that at N. Streaming measured 31.1 and 31.1, 29.5 and 31.2 MB (a row group's bytes and a few
-batches, whatever the rows); the reader that kept every pre-buffered row group until the file's end 46.0 and
-70.2 MB (1.53)."""
+"""Arrow's peak growth at 3N over that at N. Streaming measured 31.1 and 31.1, then 29.5 and 31.2 MB (a row
+group's bytes and a few batches, whatever the rows); the reader that kept every pre-buffered row group until the
+file's end 46.0 and 70.2 MB (1.53)."""
 
 
 def _write_lake(root: Path, keyring: TenantKeyring, n: int) -> tuple[LakeStore, list[LakeFile]]:
