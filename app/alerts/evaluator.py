@@ -92,6 +92,8 @@ class AlertEvaluator:
         self._debounce = debounce
         self._seen: dict[uuid.UUID, _Seen] = {}
         self._due: dict[uuid.UUID, asyncio.Task[None]] = {}
+        self._again: set[uuid.UUID] = set()
+        """Tenants notified while their evaluation ran: evaluated once more right after it."""
         self._tasks: list[asyncio.Task[None]] = []
         self.fired = 0
 
@@ -101,16 +103,23 @@ class AlertEvaluator:
             self.poke(uuid.UUID(payload.partition(":")[0]))
 
     def poke(self, tenant_id: uuid.UUID) -> None:
+        """Evaluate the tenant's rules after the debounce; a poke during an evaluation makes one more round."""
         task = self._due.get(tenant_id)
         if task is None or task.done():
             self._due[tenant_id] = asyncio.create_task(self._later(tenant_id), name=f"alerts-{tenant_id}")
+        else:
+            self._again.add(tenant_id)
 
     async def _later(self, tenant_id: uuid.UUID) -> None:
-        await asyncio.sleep(self._debounce)
-        try:
-            await self.evaluate(tenant_id)
-        except Exception:
-            log.exception("evaluating the alert rules of tenant %s failed", tenant_id)
+        while True:
+            await asyncio.sleep(self._debounce)
+            self._again.discard(tenant_id)  # what was poked so far is committed: this round reads it
+            try:
+                await self.evaluate(tenant_id)
+            except Exception:
+                log.exception("evaluating the alert rules of tenant %s failed", tenant_id)
+            if tenant_id not in self._again:
+                return
 
     async def _sweeper(self) -> None:
         while True:
