@@ -12,8 +12,11 @@ the poster is not starved), then:
    events (``--batch 1``: single ``POST /logs``), alternating between the two processes, for ``--seconds``;
    for each event, the time from its ``201`` to each subscriber's frame (clamped at 0: a frame may arrive
    before the 201). Prints p50/p99 over every (event, subscriber) pair, and how many pairs were missing.
-2. Ingest with and without subscribers: bulk ingest (4 clients x 1,000-event batches for ``--seconds``)
-   with no subscriber, then with the subscribers connected; prints both rates and their ratio.
+2. Ingest with and without subscribers: bulk ingest (4 clients x 1,000-event batches for ``--seconds`` / 2)
+   with no subscriber, then with the subscribers connected, then (the ratio's ceiling) with the same
+   subscriber processes fed as many frames per second by two bare servers while the API has no subscriber:
+   what the clients and the transport alone take from ingest on these two cores. Two alternating rounds;
+   prints the medians and the ratios.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import argparse
 import asyncio
 import multiprocessing as mp
 import random
+import signal
 import statistics
 import subprocess
 import sys
@@ -55,7 +59,8 @@ def _subscriber_proc(
         seen: list[tuple[str, float]] = []
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         async with aiohttp.ClientSession() as session:
-            sockets = [await session.ws_connect(url, headers=headers, max_msg_size=0) for url in urls]
+            timeout = aiohttp.ClientWSTimeout(ws_close=2.0)
+            sockets = [await session.ws_connect(url, headers=headers, max_msg_size=0, timeout=timeout) for url in urls]
             ready.set()
 
             async def read(ws: aiohttp.ClientWebSocketResponse) -> None:
@@ -72,10 +77,11 @@ def _subscriber_proc(
 
             readers = [asyncio.create_task(read(ws)) for ws in sockets]
             await asyncio.sleep(seconds)
-            for ws in sockets:
-                await ws.close()
             for task in readers:
                 task.cancel()
+            # all at once, each waiting at most 2 s for the server's reply (a server blocked in a send may
+            # never answer: one after the other at aiohttp's default 10 s took minutes with 25 sockets)
+            await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
         return seen
 
     out.send(asyncio.run(run()))
@@ -149,6 +155,19 @@ async def _bulk_rate(base: str, token: str, seconds: float, clients: int = 4, si
     return done / (time.monotonic() - start)
 
 
+async def _bulk_beside_bare(base: str, token: str, hello: list[int], rate: float, seconds: float) -> float:
+    """Bulk ingest while two bare servers push ``rate`` frames/s to each of their sockets (what each of the
+    stream's subscribers received in the with-subscribers run), so the clients and the transport cost what
+    they cost there, without the stream's own work."""
+    batch = 100
+    params = {"posts": max(rate, batch) / batch, "batch": batch, "seconds": seconds}
+    async with httpx.AsyncClient(timeout=seconds + 60) as client:
+        pushing = [asyncio.create_task(client.get(f"http://127.0.0.1:{p}/start", params=params)) for p in hello]
+        rate_now = await _bulk_rate(base, token, seconds)
+        await asyncio.gather(*pushing)
+    return rate_now
+
+
 def _start_subscribers(
     ws_urls: list[str], token: str | None, count: int, seconds: float, key: tuple[bytes, bytes] = EVENT_ID
 ) -> list[tuple[Any, Any]]:
@@ -211,6 +230,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=10, help="events per POST in the latency phase (1: POST /logs)")
     args = parser.parse_args()
 
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a TERM still stops the servers (finally below)
     workdir = Path(tempfile.mkdtemp(prefix="auditlog-bench-stream-"))
     stack = Stack(workdir, workers=1)
     try:
@@ -244,19 +264,28 @@ def main() -> None:
             f" 201→frame p50 {p50:.1f} ms, p99 {p99:.1f} ms (target p99 ≤ 100 ms; {p99 / c99:.1f}x the ceiling's p99)"
         )
 
-        # 2. ingest with and without subscribers (alternating, median of 2 each)
-        without, with_subs = [], []
+        # 2. ingest without subscribers, with them, and (the ceiling of the ratio) with the same subscriber
+        #    processes receiving as many frames from two bare WebSocket servers while the API has no subscriber
+        hello = [stack.serve("bench.hello_ws:create_app", stack.api_env()) for _ in range(2)]
+        push_urls = [f"ws://127.0.0.1:{p}/push" for p in hello]
+        without, with_subs, beside_bare, pushed = [], [], [], []
         for _ in range(2):
             without.append(asyncio.run(_bulk_rate(bases[0], token, args.seconds / 2)))
             subs = _start_subscribers(ws_urls, token, args.subscribers, args.seconds / 2 + 4)
             with_subs.append(asyncio.run(_bulk_rate(bases[0], token, args.seconds / 2)))
+            per_socket = len(_collect(subs)) / args.subscribers / (args.seconds / 2)  # frames/s each received
+            subs = _start_subscribers(push_urls, None, args.subscribers, args.seconds / 2 + 4, key=MADE_AT)
+            beside_bare.append(asyncio.run(_bulk_beside_bare(bases[0], token, hello, per_socket, args.seconds / 2)))
+            pushed.append(per_socket)
             _collect(subs)
-        a, b = statistics.median(without), statistics.median(with_subs)
+        a, b, c = statistics.median(without), statistics.median(with_subs), statistics.median(beside_bare)
+        runs = lambda xs: ", ".join(f"{x:,.0f}" for x in xs)  # noqa: E731
         print(
-            f"ingest: without subscribers {a:,.0f} events/s (runs {', '.join(f'{x:,.0f}' for x in without)}),"
-            f" with {args.subscribers} subscribers {b:,.0f} events/s"
-            f" (runs {', '.join(f'{x:,.0f}' for x in with_subs)});"
-            f" ratio {b / a:.2f} (target ≥ 0.90)"
+            f"ingest: without subscribers {a:,.0f} events/s (runs {runs(without)}), with {args.subscribers}"
+            f" subscribers {b:,.0f} events/s (runs {runs(with_subs)}): ratio {b / a:.2f} (target ≥ 0.90);"
+            f" ceiling: the same subscribers fed as many frames by bare servers"
+            f" ({', '.join(f'{x:,.0f}' for x in pushed)} frames/s each) {c:,.0f} events/s"
+            f" (runs {runs(beside_bare)}): ratio {c / a:.2f}; the stream's own share: {b / c:.2f}"
         )
     finally:
         stack.close()
