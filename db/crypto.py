@@ -54,6 +54,7 @@ __all__ = [
     "LocalMasterKey",
     "MasterKey",
     "TenantKeyring",
+    "blob_key_id",
     "decrypt_json",
     "encrypt_json",
     "generate_master_key_text",
@@ -359,6 +360,14 @@ def _add_key(keys: dict[int, DataKey], data_key: DataKey) -> None:
     if existing is not None and existing != data_key:
         raise ValueError(f"two different data keys share key id {data_key.key_id}")
     keys[data_key.key_id] = data_key
+
+
+def blob_key_id(blob: bytes) -> int | None:
+    """The id of the data key a field blob names in its header (``None`` if it is no version-1 blob): with it
+    a reader tells a blob whose key was destroyed (crypto-shredded) from one that fails authentication."""
+    if len(blob) < _BLOB_MIN_SIZE or blob[0] != BLOB_VERSION:
+        return None
+    return int(_BLOB_HEADER.unpack_from(blob)[1])
 
 
 def encrypt_json(keyring: TenantKeyring, value: Any, *, event_id: uuid.UUID, field: str) -> bytes:

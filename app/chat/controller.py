@@ -22,7 +22,7 @@ from analytics.engine import QueryTimeout
 from app.auth.principal import Principal
 from app.chat.schemas import ChatIn, ChatOut, ConversationOut
 from app.chat.service import ROUTE, ModelUnavailable, answer_question
-from app.chat.store import conversation_exists, load_messages, load_turns
+from app.chat.store import conversation_exists, load_messages, load_turns, tenant_keyring
 from app.dependencies import runtime_of
 from app.guards import READERS, principal_of
 from app.read_audit import record_request_read
@@ -67,7 +67,8 @@ async def _turns(runtime: Runtime, principal: Principal, conversation_id: uuid.U
     async with runtime.db.tenant(principal.tenant_id) as session:
         if not await conversation_exists(session, principal.tenant_id, conversation_id, principal.subject_id):
             raise NotFound("conversation")
-        return await load_turns(session, principal.tenant_id, conversation_id)
+        keyring = await tenant_keyring(runtime.keyrings, session, principal.tenant_id)
+        return await load_turns(session, keyring, principal.tenant_id, conversation_id)
 
 
 def _audit(request: Request[Any, Any, Any], runtime: Runtime, principal: Principal, out: ChatOut, deps: AskDeps,
@@ -193,5 +194,6 @@ class ChatController(Controller):
         async with runtime.db.tenant(principal.tenant_id) as session:
             if not await conversation_exists(session, principal.tenant_id, conversation_id, principal.subject_id):
                 raise NotFound("conversation")
-            messages = await load_messages(session, principal.tenant_id, conversation_id)
+            keyring = await tenant_keyring(runtime.keyrings, session, principal.tenant_id)
+            messages = await load_messages(session, keyring, principal.tenant_id, conversation_id)
         return ConversationOut(id=conversation_id, messages=messages)

@@ -36,11 +36,13 @@ class ChatOut(msgspec.Struct, kw_only=True):
     """Extension: why the model's statement was refused (nothing ran); ``null`` otherwise."""
 
 
-class MessageOut(msgspec.Struct, kw_only=True):
+class MessageOut(msgspec.Struct, kw_only=True, omit_defaults=True):
     role: Literal["user", "assistant"]
     content: str
     sql: str | None
     created_at: datetime
+    unreadable: bool = False
+    """Present (``true``) only when the message's data key was destroyed: its ``content`` and ``sql`` are gone."""
 
 
 class ConversationOut(msgspec.Struct, kw_only=True):

@@ -132,8 +132,9 @@ async def answer_question(
         refused=answer.refused,
     )
     async with runtime.db.tenant(principal.tenant_id) as session:
+        keyring = await runtime.keyrings.get(session, principal.tenant_id)
         await append_exchange(
-            session, principal.tenant_id, conversation_id, principal.subject_id,
+            session, keyring, principal.tenant_id, conversation_id, principal.subject_id,
             question=question, answer=out.answer, sql=out.sql,
         )  # fmt: skip
     return out, deps

@@ -5,8 +5,11 @@ The main test posts events whose ``metadata``, ``before_state`` and ``after_stat
 back, waits for the read records (which store the searched word in their own metadata), runs a ``CHECKPOINT``
 and then reads every file of the test's embedded PostgreSQL (data directory, WAL, server log): no marker may
 be there. A control word in ``message`` (a plain column by contract) must be found, so the scan is known to
-see what was written. The other tests cover the sealed Idempotency-Key rows and the re-index of rows written
-before the blind index (migration 0014).
+see what was written. The other tests cover the sealed Idempotency-Key rows, the re-index of rows written
+before the blind index (migration 0014), and the analyst chat's conversations: a question, an answer quoting
+event values and its SQL are nowhere on disk in clear either, rows written before they were sealed (migration
+0018) are still read, a moved or altered sealed message is refused, and destroying the data key leaves the
+messages unreadable.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from typing import Any
 import asyncpg
 import msgspec
 import pytest
+from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart, ToolCallPart, ToolReturnPart
+from pydantic_ai.models.function import AgentInfo, FunctionModel
 
 from jobs.search_reindex import reindex_search
 from tests.conftest import ApiClient, Database, PgServer, make_tenant
@@ -279,3 +284,146 @@ async def test_reindex_function_touches_only_old_rows_of_the_bound_tenant(
     assert after["old"]["search_text"] == "'hijacked'"
     assert after["new"]["search_text"] == rows["new"]["search_text"]
     assert after["theirs"]["search_text"] == rows["theirs"]["search_text"]
+
+
+class _Quoting:
+    """A chat model that runs one statement naming ``sql_word``, then answers quoting ``answer_word`` (as an
+    answer quotes the event values it found)."""
+
+    def __init__(self, sql_word: str, answer_word: str) -> None:
+        self.sql = f"SELECT count(*) AS n FROM events WHERE user_id = '{sql_word}'"
+        self.answer = f"No event of user {answer_word} was found."
+
+    def __call__(self, messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        if any(isinstance(p, ToolReturnPart) for p in getattr(messages[-1], "parts", ())):
+            return ModelResponse(parts=[TextPart(self.answer)])
+        return ModelResponse(parts=[ToolCallPart("run_sql", {"sql": self.sql})])
+
+
+async def _chat(client: ApiClient, headers: dict[str, str], question: str, conversation: str | None = None) -> Any:
+    body = {"question": question, **({"conversation_id": conversation} if conversation else {})}
+    response = await client.post("/api/v1/chat", json=body, headers=headers)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def test_conversations_are_nowhere_in_clear_on_disk(
+    client: ApiClient, database: Database, pg_server: PgServer
+) -> None:
+    if pg_server.embedded is None:
+        pytest.skip(
+            "AUDIT_TEST_DATABASE_URL points at an external server: its data directory is not on this machine to scan"
+        )
+    t = await make_tenant(client)
+    question_word, sql_word, answer_word, control = _marker(), _marker(), _marker(), _marker()
+    event = {"action": "LOGIN", "resource_type": "session", "message": f"signed in {control}"}
+    assert (await client.post("/api/v1/logs", json=event, headers=t.user)).status_code == 201
+    model = _Quoting(sql_word, answer_word)
+    client.app.state.runtime.services["chat_model"] = FunctionModel(model)
+    question = f"what did user {question_word} do?"
+    answer = await _chat(client, t.auditor, question)
+    assert answer["answer"] == model.answer and sql_word in answer["sql"] and answer["refused"] is None
+
+    history = await client.get(f"/api/v1/chat/{answer['conversation_id']}", headers=t.auditor)
+    assert history.status_code == 200, history.text
+    messages = history.json()["messages"]
+    assert [(m["role"], m["content"], m["sql"]) for m in messages] == [
+        ("user", question, None),
+        ("assistant", model.answer, answer["sql"]),
+    ]
+    assert all("unreadable" not in m for m in messages)
+
+    conn = await owner(database)
+    try:
+        rows = await conn.fetch(
+            "SELECT content, sql, sealed FROM conversation_messages WHERE tenant_id = $1", uuid.UUID(t.id)
+        )
+        assert len(rows) == 2 and all(r["content"] is None and r["sql"] is None for r in rows)
+        assert all(bytes(r["sealed"])[:1] == b"\x01" for r in rows)
+        for _ in range(200):  # the QUERY read record (its metadata holds the SQL) is written before the scan
+            reads = await conn.fetchval(
+                "SELECT count(*) FROM audit_logs WHERE tenant_id = $1 AND action = 'QUERY'", uuid.UUID(t.id)
+            )
+            if reads >= 1:
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the QUERY read record was not written")
+    finally:
+        await conn.close()
+    admin = await asyncpg.connect(pg_server.admin_dsn)
+    try:
+        await admin.execute("CHECKPOINT")
+    finally:
+        await admin.close()
+
+    words = [question_word, sql_word, answer_word]
+    found = await asyncio.to_thread(_files_holding, Path(pg_server.embedded.root), [control, *words])
+    assert found.pop(control), "the control word (message, clear by contract) should be on disk: the scan sees nothing"
+    assert {w: files for w, files in found.items() if files} == {}
+
+
+async def test_conversation_rows_clear_moved_tampered_and_shredded(client: ApiClient, database: Database) -> None:
+    t = await make_tenant(client)
+    tid = uuid.UUID(t.id)
+    client.app.state.runtime.services["chat_model"] = FunctionModel(_Quoting("u-1", "u-2"))
+    first = await _chat(client, t.auditor, "first question")
+    conversation = uuid.UUID(first["conversation_id"])
+    path = f"/api/v1/chat/{conversation}"
+    conn = await owner(database)
+    try:
+        # a message stored before messages were sealed (clear content, no sealed blob) is still read
+        await conn.execute(
+            "INSERT INTO conversation_messages (tenant_id, conversation_id, id, role, content, sql, created_at)"
+            " VALUES ($1, $2, $3, 'user', 'an old question', NULL, now() - interval '1 hour')",
+            tid,
+            conversation,
+            uuid.uuid4(),
+        )
+        history = (await client.get(path, headers=t.auditor)).json()["messages"]
+        assert [m["content"] for m in history] == ["an old question", "first question", first["answer"]]
+        assert history[2]["sql"] == first["sql"]
+        # and a follow-up (its history read back, clear and sealed rows alike) is stored sealed
+        await _chat(client, t.auditor, "second question", str(conversation))
+        assert await conn.fetchval(
+            "SELECT count(*) FROM conversation_messages WHERE conversation_id = $1 AND sealed IS NOT NULL", conversation
+        ) == 4  # fmt: skip
+
+        # a sealed blob moved onto another message (same tenant and conversation) is refused, never shown
+        rows = await conn.fetch(
+            "SELECT id, role, sealed FROM conversation_messages WHERE conversation_id = $1 AND sealed IS NOT NULL"
+            " ORDER BY created_at, role DESC",
+            conversation,
+        )
+        first_q, second_q = rows[0], rows[2]
+        assert first_q["role"] == second_q["role"] == "user"
+        await conn.execute(
+            "UPDATE conversation_messages SET sealed = $2 WHERE id = $1", second_q["id"], first_q["sealed"]
+        )
+        moved = await client.get(path, headers=t.auditor)
+        assert moved.status_code == 500 and "first question" not in moved.text, moved.text
+        await conn.execute(
+            "UPDATE conversation_messages SET sealed = $2 WHERE id = $1", second_q["id"], second_q["sealed"]
+        )
+        assert (await client.get(path, headers=t.auditor)).status_code == 200
+    finally:
+        await conn.close()
+
+    # crypto-shredding: once the data key that sealed them is destroyed, the messages are unreadable
+    runtime = client.app.state.runtime
+    async with runtime.db.tenant(tid) as session:
+        await runtime.keyrings.rotate(session, tid)
+    conn = await owner(database)
+    try:
+        await conn.execute("DELETE FROM tenant_keys WHERE tenant_id = $1 AND key_id = 1", tid)
+    finally:
+        await conn.close()
+    runtime.keyrings._cache.clear()
+    history = (await client.get(path, headers=t.auditor)).json()["messages"]
+    assert history[0] == {**history[0], "content": "an old question"}  # never sealed
+    assert all(m["unreadable"] is True and m["content"] == "" and m["sql"] is None for m in history[1:])
+    assert len(history) == 5
+    # the conversation goes on, with the messages sealed by the new key
+    third = await _chat(client, t.auditor, "third question", str(conversation))
+    history = (await client.get(path, headers=t.auditor)).json()["messages"]
+    assert [m["content"] for m in history[-2:]] == ["third question", third["answer"]]
