@@ -1,7 +1,7 @@
 """Ingest and search benchmark, run on demand (never in CI); prints figures next to their ceilings.
 
-    uv run python bench/bench.py                 # the 1M-event figures (about 5 minutes on 2 cores)
-    uv run python bench/bench.py --big 10000000  # also the pages at 10M events (synthetic rows, slow)
+    uv run python bench/bench.py                 # the 1M-event figures (15-20 minutes on 2 shared cores)
+    uv run python bench/bench.py --big 10000000  # also the pages at 10M events (+30-40 minutes, most of it loading)
     uv run python bench/bench.py --phases page   # one figure only (bulk, single, page)
     uv run python bench/bench.py --workers 2     # Granian workers for the API and the hello app (default 1)
 
