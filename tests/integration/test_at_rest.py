@@ -73,6 +73,26 @@ def _event(meta: str, before: str, after: str, control: str, **extra: Any) -> di
     }
 
 
+async def _until_counted(conn: asyncpg.Connection, sql: str, tenant_id: str, at_least: int, what: str) -> None:
+    """Wait until ``sql`` (a count for ``$1`` = the tenant) reaches ``at_least``: records written in the
+    background (the read audit) must be on disk before the scan."""
+    for _ in range(200):
+        if await conn.fetchval(sql, uuid.UUID(tenant_id)) >= at_least:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{what} was not written")
+
+
+async def _scan_after_checkpoint(pg_server: PgServer, needles: list[str]) -> dict[str, list[str]]:
+    """Flush everything to the data files (``CHECKPOINT``), then which files of the cluster hold each needle."""
+    admin = await asyncpg.connect(pg_server.admin_dsn)
+    try:
+        await admin.execute("CHECKPOINT")
+    finally:
+        await admin.close()
+    return await asyncio.to_thread(_files_holding, Path(pg_server.embedded.root), needles)
+
+
 async def test_metadata_is_nowhere_in_clear_on_disk(client: ApiClient, database: Database, pg_server: PgServer) -> None:
     if pg_server.embedded is None:
         pytest.skip(
@@ -126,26 +146,18 @@ async def test_metadata_is_nowhere_in_clear_on_disk(client: ApiClient, database:
     conn = await owner(database)
     try:
         # the read records (holding each searched marker in their metadata) are written before the scan
-        for _ in range(200):
-            reads = await conn.fetchval(
-                "SELECT count(*) FROM audit_logs WHERE tenant_id = $1 AND resource_type = 'audit_log'", uuid.UUID(t.id)
-            )
-            if reads >= 3 * len(markers):
-                break
-            await asyncio.sleep(0.05)
-        else:
-            raise AssertionError("the read records were not written")
+        await _until_counted(
+            conn,
+            "SELECT count(*) FROM audit_logs WHERE tenant_id = $1 AND resource_type = 'audit_log'",
+            t.id,
+            3 * len(markers),
+            "the read records",
+        )
         assert await conn.fetchval("SELECT count(*) FROM idempotency_keys WHERE tenant_id = $1", uuid.UUID(t.id)) == 2
     finally:
         await conn.close()
-    admin = await asyncpg.connect(pg_server.admin_dsn)
-    try:
-        await admin.execute("CHECKPOINT")
-    finally:
-        await admin.close()
-
     secrets_on_disk = [m for triple in markers.values() for m in triple]
-    found = await asyncio.to_thread(_files_holding, Path(pg_server.embedded.root), [control, *secrets_on_disk])
+    found = await _scan_after_checkpoint(pg_server, [control, *secrets_on_disk])
     assert found[control], "the control word (message, clear by contract) should be on disk: the scan sees nothing"
     leaks = {m: files for m, files in found.items() if m != control and files}
     assert leaks == {}, leaks
@@ -340,25 +352,18 @@ async def test_conversations_are_nowhere_in_clear_on_disk(
         )
         assert len(rows) == 2 and all(r["content"] is None and r["sql"] is None for r in rows)
         assert all(bytes(r["sealed"])[:1] == b"\x01" for r in rows)
-        for _ in range(200):  # the QUERY read record (its metadata holds the SQL) is written before the scan
-            reads = await conn.fetchval(
-                "SELECT count(*) FROM audit_logs WHERE tenant_id = $1 AND action = 'QUERY'", uuid.UUID(t.id)
-            )
-            if reads >= 1:
-                break
-            await asyncio.sleep(0.05)
-        else:
-            raise AssertionError("the QUERY read record was not written")
+        # the QUERY read record (its metadata holds the SQL) is written before the scan
+        await _until_counted(
+            conn,
+            "SELECT count(*) FROM audit_logs WHERE tenant_id = $1 AND action = 'QUERY'",
+            t.id,
+            1,
+            "the QUERY read record",
+        )
     finally:
         await conn.close()
-    admin = await asyncpg.connect(pg_server.admin_dsn)
-    try:
-        await admin.execute("CHECKPOINT")
-    finally:
-        await admin.close()
-
     words = [question_word, sql_word, answer_word]
-    found = await asyncio.to_thread(_files_holding, Path(pg_server.embedded.root), [control, *words])
+    found = await _scan_after_checkpoint(pg_server, [control, *words])
     assert found.pop(control), "the control word (message, clear by contract) should be on disk: the scan sees nothing"
     assert {w: files for w, files in found.items() if files} == {}
 
