@@ -63,6 +63,7 @@ from bench import (  # noqa: E402
     Stack,
     make_event,
     search_vector,
+    settle,
     spaced_checkpoints,
     writer_token,
 )
@@ -172,14 +173,9 @@ async def load_events(stack: Stack, tenant_id: uuid.UUID, events: int, now: date
         await conn.execute(
             "UPDATE audit_logs SET action = $2 WHERE tenant_id = $1 AND seq % 10007 = 0", tenant_id, RARE_ACTION
         )
-        await conn.execute("VACUUM (ANALYZE) audit_logs")
     finally:
         await conn.close()
-    admin = await asyncpg.connect(stack.admin_dsn)
-    try:
-        await admin.execute("CHECKPOINT")
-    finally:
-        await admin.close()
+    await settle(stack)  # VACUUM (ANALYZE) and a CHECKPOINT
 
 
 async def index_defs(conn: asyncpg.Connection) -> dict[str, str]:
