@@ -36,7 +36,7 @@ from analytics.filters import lake_expression
 from analytics.lake.rollups import ROLLUP_STATE, rollups_ready
 from analytics.lake_seam import lake_module
 from analytics.tail import snapshot
-from db.event_filters import Binder, LogFilters, filter_predicate
+from db.event_filters import Binder, LogFilters, filter_predicate, service_clause
 
 if TYPE_CHECKING:
     import asyncpg
@@ -184,11 +184,16 @@ async def _edges_in_postgres(
     t, wm = bind(tenant_id), bind(watermark)
     for lo, _ in edges:
         hour = lo.replace(minute=0, second=0, microsecond=0)
+        start, end = bind(hour), bind(hour + _HOUR)
+        # Counted per side of the service-event line: each side has its own time index (migration 0019).
+        counts = " + ".join(
+            f'(SELECT count(*) FROM audit_logs WHERE tenant_id = {t} AND "timestamp" >= {start} '
+            f'AND "timestamp" < {end} AND seq <= {wm} AND {service_clause(side)})'
+            for side in (False, True)
+        )
         checks.append(
             f"(SELECT coalesce(sum(hours[{bind(hour.hour + 1)}]), 0) FROM lake_rollup_hours "
-            f"WHERE tenant_id = {t} AND day = {bind(hour.date())})::int8 = "
-            f'(SELECT count(*) FROM audit_logs WHERE tenant_id = {t} AND "timestamp" >= {bind(hour)} '
-            f'AND "timestamp" < {bind(hour + _HOUR)} AND seq <= {wm})'
+            f"WHERE tenant_id = {t} AND day = {bind(hour.date())})::int8 = ({counts})"
         )
     row = await pg.fetchrow(f"SELECT {', '.join(checks)}", *bind.args)
     return [bool(v) for v in row]

@@ -35,6 +35,8 @@ __all__ = [
     "excludes_service_events",
     "filter_predicate",
     "is_service_resource_type",
+    "service_clause",
+    "service_side",
     "where_clauses",
 ]
 
@@ -147,6 +149,25 @@ def excludes_service_events(filters: LogFilters) -> bool:
     return not filters.include_system and not any(is_service_resource_type(rt) for rt in filters.resource_type)
 
 
+def service_side(filters: LogFilters) -> bool | None:
+    """Which side of the service-event line the filter set reads: only the tenant's own events (``False``), only
+    the service's (``True``, a ``resource_type`` filter naming only service types), or both (``None``:
+    ``include_system`` without a ``resource_type`` filter, or one naming both kinds).
+
+    Each side has its own time-ordered index (migration 0019), so a time-ordered reader of both sides reads
+    one branch per side (:func:`service_clause`) and merges them."""
+    if filters.resource_type:
+        sides = {is_service_resource_type(rt) for rt in filters.resource_type}
+        return sides.pop() if len(sides) == 1 else None
+    return None if filters.include_system else False
+
+
+def service_clause(service: bool) -> str:
+    """The condition of one side: the predicate of ``ix_audit_logs_service_time`` or of ``ix_audit_logs_time``
+    (the same expression, so that the planner can use the index)."""
+    return SERVICE_EVENTS_SQL if service else f"NOT {SERVICE_EVENTS_SQL}"
+
+
 class Binder:
     """Collects bound parameters and hands out their ``$n`` placeholders."""
 
@@ -201,9 +222,9 @@ def where_clauses(
         if excluded:
             clause = f"{column} <> ALL({bind(list(excluded))}::text[])"
             clauses.append(f"({column} IS NULL OR {clause})" if column in _NULLABLE else clause)
-    # A resource_type filter naming only the client's own types already leaves service events out.
-    if not filters.resource_type and excludes_service_events(filters):
-        clauses.append(f"NOT {SERVICE_EVENTS_SQL}")
+    side = service_side(filters)
+    if side is not None:  # said even where resource_type implies it: it is what lets a partial index serve
+        clauses.append(service_clause(side))
     if filters.q is not None:
         if search is None:
             raise ValueError("q needs the tenant's search index (db.blind_index.search_index)")

@@ -36,10 +36,12 @@ _PROGRESS = text(
 )
 _ROWS = (
     "SELECT \"timestamp\", id, to_tsvector('simple', coalesce(message, ''))::text, payload FROM audit_logs"
-    ' WHERE tenant_id = :t AND seq <= :upto{after} ORDER BY "timestamp", id LIMIT :n'
+    " WHERE tenant_id = :t AND seq <= :upto{after} ORDER BY id LIMIT :n"
 )
+# In the primary key's order ``(tenant_id, id, "timestamp")``, migration 0019: each batch reads on from the last
+# id (``after_ts`` is kept beside it, the rewrite needs both to find a row).
 _FIRST = text(_ROWS.format(after=""))
-_NEXT = text(_ROWS.format(after=' AND ("timestamp", id) > (:ts, :id)'))
+_NEXT = text(_ROWS.format(after=" AND id > :id"))
 _REWRITE = text("SELECT auditlog_reindex_search(:ts, :ids, :search)")
 _ADVANCE = text(
     "UPDATE search_reindex SET after_ts = :ts, after_id = :id, done_rows = done_rows + :n,"
@@ -64,10 +66,10 @@ async def reindex_tenant_batch(
             return 0, True
         upto, after_ts, after_id = progress
         args = {"t": tenant_id, "upto": upto, "n": batch}
-        if after_ts is None:
+        if after_id is None:
             rows = (await session.execute(_FIRST, args)).all()
         else:
-            rows = (await session.execute(_NEXT, {**args, "ts": after_ts, "id": after_id})).all()
+            rows = (await session.execute(_NEXT, {**args, "id": after_id})).all()
         keyring = await keyrings.get(session, tenant_id)
         index = search_index(keyring)
         vectors = []

@@ -40,6 +40,9 @@ from db.event_filters import (
     LogFilters,
     excludes_service_events,
     filter_predicate,
+    is_service_resource_type,
+    service_clause,
+    service_side,
     where_clauses,
 )
 
@@ -256,6 +259,14 @@ def _branches(filters: LogFilters) -> list[tuple[str, tuple[str, ...]]]:
     return dims
 
 
+def _side_of(filters: LogFilters, column: str, value: str) -> str:
+    """In a page reading both sides of the service-event line, a branch of one ``resource_type`` reads one side:
+    its condition (so that the branch walks that side's time index, migration 0019); otherwise nothing."""
+    if column != "resource_type" or service_side(filters) is not None:
+        return ""
+    return f" AND {service_clause(is_service_resource_type(value))}"
+
+
 def build_list_sql(
     tenant_id: uuid.UUID,
     filters: LogFilters,
@@ -283,14 +294,16 @@ def build_list_sql(
         clauses.append(f"severity = ANY({bind(list(filters.severity))}::text[])")
     table = "audit_logs_fts" if filters.q is not None else "audit_logs"
     order = 'ORDER BY "timestamp" DESC, id DESC'
-    if not dims:
+    if not dims and service_side(filters) is not None:
         lim = bind(limit + 1)
         return f"SELECT {SELECT_COLUMNS} FROM {table} WHERE {' AND '.join(clauses)} {order} LIMIT {lim}", bind.args
     where = " AND ".join(clauses)
     combos: list[str] = [""]
     for column, values in dims:
-        placeholders = [bind(v) for v in values]
-        combos = [f"{c} AND {column} = {p}" for c in combos for p in placeholders]
+        pairs = [(bind(v), v) for v in values]
+        combos = [f"{c} AND {column} = {p}{_side_of(filters, column, v)}" for c in combos for p, v in pairs]
+    if service_side(filters) is None and not any(column == "resource_type" for column, _ in dims):
+        combos = [f"{c} AND {service_clause(side)}" for c in combos for side in (False, True)]
     lim = bind(limit + 1)
     branches = " UNION ALL ".join(
         f'(SELECT {SELECT_COLUMNS}, "timestamp" AS sort_ts FROM {table} WHERE {where}{c} {order} LIMIT {lim})'

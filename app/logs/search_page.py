@@ -35,7 +35,15 @@ import msgspec
 
 from app.logs.query import build_list_sql
 from db.blind_index import SearchIndex
-from db.event_filters import OUTPUT_NAMES, SELECT_COLUMNS, Binder, LogFilters, where_clauses
+from db.event_filters import (
+    OUTPUT_NAMES,
+    SELECT_COLUMNS,
+    Binder,
+    LogFilters,
+    service_clause,
+    service_side,
+    where_clauses,
+)
 from db.fts import bind_search
 
 __all__ = ["RARE_BELOW", "WALK_ROWS", "build_walk_sql", "fetch_search_page"]
@@ -70,18 +78,34 @@ def build_walk_sql(
         return None
     order = 'ORDER BY "timestamp" DESC, id DESC'
     where = " AND ".join(clauses)
+    # Both sides of the service-event line (include_system): one ordered branch per side's time index, merged.
+    arms = [""] if service_side(filters) is not None else [f" AND {service_clause(side)}" for side in (False, True)]
     if scan is None:
         lim = bind(limit + 1)
-        return (
-            f"SELECT {SELECT_COLUMNS} FROM audit_logs WHERE {where} AND search @@ ({query}) {order} LIMIT {lim}",
-            bind.args,
-        )
-    newest = (
-        f'SELECT {SELECT_COLUMNS}, "timestamp" AS sort_ts, search AS match_vector FROM audit_logs WHERE {where} {order}'
-        f" LIMIT {bind(scan)}"
-    )
+        if len(arms) == 1:
+            return (
+                f"SELECT {SELECT_COLUMNS} FROM audit_logs WHERE {where} AND search @@ ({query}) {order} LIMIT {lim}",
+                (bind.args),
+            )
+        matching = [
+            f'SELECT {SELECT_COLUMNS}, "timestamp" AS sort_ts FROM audit_logs WHERE {where}{arm}'
+            f" AND search @@ ({query}) {order} LIMIT {lim}"
+            for arm in arms
+        ]
+        union = " UNION ALL ".join(f"({m})" for m in matching)
+        return f"SELECT {OUTPUT_NAMES} FROM ({union}) AS page ORDER BY sort_ts DESC, id DESC LIMIT {lim}", bind.args
+    scanned = bind(scan)
+    newest = [
+        f'SELECT {SELECT_COLUMNS}, "timestamp" AS sort_ts, search AS match_vector FROM audit_logs WHERE {where}{arm}'
+        f" {order} LIMIT {scanned}"
+        for arm in arms
+    ]
+    source = newest[0]
+    if len(newest) > 1:
+        union = " UNION ALL ".join(f"({n})" for n in newest)
+        source = f"SELECT * FROM ({union}) AS sides ORDER BY sort_ts DESC, id DESC LIMIT {scanned}"
     sql = (
-        f"SELECT {OUTPUT_NAMES} FROM ({newest}) AS newest WHERE match_vector @@ ({query})"
+        f"SELECT {OUTPUT_NAMES} FROM ({source}) AS newest WHERE match_vector @@ ({query})"
         f" ORDER BY sort_ts DESC, id DESC LIMIT {bind(limit + 1)}"
     )
     return sql, bind.args

@@ -15,17 +15,21 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
+import msgspec
 import pytest
 from litestar.testing import AsyncTestClient
 
 from app.logs.query import LogFilters, build_list_sql
+from app.logs.search_page import WALK_ROWS, build_walk_sql
+from db.blind_index import search_index
 from tests.conftest import Database
 from tests.integration.test_search import new_tenant, runtime_of
 
 EVENTS = 30_000
 INDEXES = {
     "audit_logs_pkey",
-    "ix_audit_logs_id",
+    "ix_audit_logs_time",
+    "ix_audit_logs_service_time",
     "ix_audit_logs_seq",
     "ix_audit_logs_user",
     "ix_audit_logs_resource_severity",
@@ -42,14 +46,15 @@ async def _fill(owner: asyncpg.Connection, tenant_id: uuid.UUID, now: datetime) 
     await owner.execute(
         """
         INSERT INTO audit_logs (tenant_id, "timestamp", id, seq, action, resource_type, resource_id, user_id,
-          session_id, request_id, severity, ip_address, message)
+          session_id, request_id, severity, ip_address, message, search)
         SELECT $1, $2::timestamptz - (g * interval '17 seconds'), gen_random_uuid(), g,
           CASE WHEN g % 5000 = 7 THEN 'PURGE'
                ELSE (ARRAY['CREATE','READ','VIEW','UPDATE','DELETE','LOGIN','LOGOUT','EXPORT'])[1 + g % 8] END,
           CASE WHEN g % 21 = 0 THEN 'document' ELSE 'resource_' || (g % 20) END,
           'res-' || (g * 7919 % 10000), 'user-' || (g * 31 % 300), 'sess-' || (g * 13 % 2000), md5(g::text),
           (ARRAY['INFO','INFO','INFO','INFO','INFO','INFO','WARNING','WARNING','ERROR','CRITICAL'])[1 + g * 7 % 10],
-          ('10.' || (g / 65536) || '.' || (g / 256 % 256) || '.' || (g % 256))::inet, 'event ' || g
+          ('10.' || (g / 65536) || '.' || (g / 256 % 256) || '.' || (g % 256))::inet, 'event ' || g,
+          to_tsvector('simple', 'event ' || g)
         FROM generate_series(1, $3) AS g
         """,
         tenant_id, now, EVENTS,
@@ -101,7 +106,8 @@ async def _names(owner: asyncpg.Connection, plan: Any) -> tuple[set[str], list[s
     return {parents.get(n, n) for n in names}, populated
 
 
-async def test_the_event_table_carries_seven_indexes(database: Database) -> None:
+async def test_the_event_table_carries_its_indexes(database: Database) -> None:
+    """Eight definitions, seven written per event: each event is in one of the two partial time indexes."""
     owner = await asyncpg.connect(database.dsn(database.owner_url))
     try:
         names = await owner.fetch(
@@ -135,7 +141,8 @@ async def test_each_filter_page_reads_its_index(client: AsyncTestClient[Any], da
                 "ix_audit_logs_resource_severity",
             ),
             "rare action": (LogFilters(action=("PURGE",), **span), "ix_audit_logs_filters"),
-            "common action": (LogFilters(action=("VIEW",), **span), "audit_logs_pkey"),
+            "common action": (LogFilters(action=("VIEW",), **span), "ix_audit_logs_time"),
+            "no filter": (LogFilters(**span), "ix_audit_logs_time"),
             "resource_id": (LogFilters(resource_id="res-4242", **span), "ix_audit_logs_filters"),
             "session_id": (LogFilters(session_id="sess-77", **span), "ix_audit_logs_filters"),
             "request_id": (LogFilters(request_id="e4da3b7fbbce2345d7772b0674a318d5", **span), "ix_audit_logs_filters"),
@@ -178,3 +185,118 @@ async def test_a_rare_value_after_common_ones_still_uses_the_gin(
         await owner.close()
     assert "ix_audit_logs_filters" in used, used
     assert not seq_scanned, seq_scanned
+
+
+READS = 20_000
+
+
+async def _add_read_records(
+    owner: asyncpg.Connection, tenant_id: uuid.UUID, start: datetime, step: timedelta = timedelta(milliseconds=1)
+) -> None:
+    """``READS`` read records (``VIEW`` of ``audit_log``) from ``start`` on, one every ``step``; after ``_fill``'s
+    newest event with the default step: what a tenant's newest rows are after a while of reading (every read
+    writes one)."""
+    await owner.execute(
+        """
+        INSERT INTO audit_logs (tenant_id, "timestamp", id, seq, action, resource_type, user_id, severity, message,
+          search)
+        SELECT $1, $2::timestamptz + g * $5::interval, gen_random_uuid(), $3 + g, 'VIEW', 'audit_log',
+          'reader', 'INFO', 'event ' || g, to_tsvector('simple', 'event ' || g)
+        FROM generate_series(1, $4) AS g
+        """,
+        tenant_id, start, EVENTS, READS, step,
+    )  # fmt: skip
+    await owner.execute("UPDATE tenant_log_seq SET last_seq = $2 WHERE tenant_id = $1", tenant_id, EVENTS + READS)
+    await owner.execute("ANALYZE audit_logs")
+
+
+def _stepped_over(plan: Any) -> int:
+    """Rows the plan's index scans read and then dropped (``Rows Removed by Filter``), summed."""
+    total = 0
+
+    def walk(node: dict[str, Any]) -> None:
+        nonlocal total
+        if node["Node Type"] in ("Index Scan", "Index Only Scan"):
+            total += int(node.get("Rows Removed by Filter", 0))
+        for child in node.get("Plans", ()):
+            walk(child)
+
+    walk(plan[0]["Plan"])
+    return total
+
+
+async def test_default_pages_never_step_over_read_records(client: AsyncTestClient[Any], database: Database) -> None:
+    """The tenant's newest rows are 20,000 read records: a default page (no filter, a common ``action``, the
+    bounded walk of a ``q`` page) walks the time index of the tenant's own events (``ix_audit_logs_time``,
+    migration 0019) and reads none of them; the page of the read records themselves walks the other one."""
+    runtime = runtime_of(client)
+    tenant = await new_tenant(client)
+    now = datetime.now(UTC) - timedelta(minutes=5)
+    owner = await asyncpg.connect(database.dsn(database.owner_url))
+    try:
+        await _fill(owner, tenant.id, now)
+        await _add_read_records(owner, tenant.id, now)
+        async with runtime.db.tenant(tenant.id) as session:
+            index = search_index(await runtime.keyrings.get(session, tenant.id))
+        statements = {
+            "no filter": build_list_sql(tenant.id, LogFilters(), after=None, limit=50),
+            "common action": build_list_sql(tenant.id, LogFilters(action=("VIEW",)), after=None, limit=50),
+            "q walk": build_walk_sql(tenant.id, LogFilters(q="event"), index, after=None, limit=50, scan=WALK_ROWS),
+            "read records": build_list_sql(tenant.id, LogFilters(resource_type=("audit_log",)), after=None, limit=50),
+        }
+        async with runtime.db.read(tenant.id) as pg:
+            for name, statement in statements.items():
+                assert statement is not None
+                sql, args = statement
+                plan = json.loads(await pg.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}", *args))
+                rows = await pg.fetch(sql, *args)
+                used, seq_scanned = await _names(owner, plan)
+                want = "ix_audit_logs_service_time" if name == "read records" else "ix_audit_logs_time"
+                assert want in used and not seq_scanned, (name, used, seq_scanned)
+                assert _stepped_over(plan) < 1_000, name  # not the 20,000 read records (a common action's others)
+                assert len(rows) == 51, name
+                is_read = [r["resource_type"] == "audit_log" for r in rows]
+                assert all(is_read) if name == "read records" else not any(is_read), name
+    finally:
+        await owner.close()
+
+
+async def test_pages_of_both_kinds_merge_the_two_time_indexes(client: AsyncTestClient[Any], database: Database) -> None:
+    """``include_system`` pages (and a ``q`` walk with it) read each time index in order and merge them: no
+    sequential read of the tenant, and the page is the newest rows of both kinds, in order, across a keyset."""
+    runtime = runtime_of(client)
+    tenant = await new_tenant(client)
+    now = datetime.now(UTC) - timedelta(minutes=5)
+    owner = await asyncpg.connect(database.dsn(database.owner_url))
+    try:
+        await _fill(owner, tenant.id, now)
+        # one every 3 s over the last 17 hours: interleaved with the newest events (one every 17 s)
+        await _add_read_records(owner, tenant.id, now - READS * timedelta(seconds=3), timedelta(seconds=3))
+        newest = await owner.fetch(
+            'SELECT "timestamp", id, resource_type FROM audit_logs WHERE tenant_id = $1'
+            ' ORDER BY "timestamp" DESC, id DESC LIMIT 151',
+            tenant.id,
+        )
+        async with runtime.db.tenant(tenant.id) as session:
+            index = search_index(await runtime.keyrings.get(session, tenant.id))
+        everything = LogFilters(include_system=True)
+        after = (newest[99]["timestamp"], newest[99]["id"])  # the second page of 50 ends at row 150
+        statements = {
+            "page": build_list_sql(tenant.id, everything, after=after, limit=50),
+            "q walk": build_walk_sql(
+                tenant.id, msgspec.structs.replace(everything, q="event"), index, after=after, limit=50, scan=WALK_ROWS
+            ),
+        }
+        async with runtime.db.read(tenant.id) as pg:
+            for name, statement in statements.items():
+                assert statement is not None
+                sql, args = statement
+                plan = json.loads(await pg.fetchval(f"EXPLAIN (FORMAT JSON) {sql}", *args))
+                used, seq_scanned = await _names(owner, plan)
+                assert {"ix_audit_logs_time", "ix_audit_logs_service_time"} <= used, (name, used)
+                assert not seq_scanned, (name, seq_scanned)
+                rows = await pg.fetch(sql, *args)
+                assert [r["id"] for r in rows] == [r["id"] for r in newest[100:151]], name
+                assert {r["resource_type"] == "audit_log" for r in rows} == {True, False}, name
+    finally:
+        await owner.close()

@@ -69,6 +69,10 @@ async def test_repeatable_filters_and_exclusions_match_the_oracle(client: AsyncT
         {"exclude_user_id": "u4", "user_id": ["u4", "u5"]},
         {"resource_type": ["doc", "user"], "exclude_action": "LOGIN", "start_time": rfc3339(mid)},
         {"action": ["UPDATE", "DELETE"], "q": "alpha or bravo"},
+        {"q": "alpha", "include_system": "true"},
+        {"q": "alpha or bravo", "resource_type": ["audit_log", "doc"]},
+        {"resource_type": ["audit_log", "auditlog.user"]},
+        {"resource_type": ["auditlog.session", "doc"], "severity": ["INFO", "ERROR"], "include_system": "true"},
         {"severity": ["WARNING", "CRITICAL"], "resource_type": ["doc", "invoice", "user"], "exclude_user_id": "u0"},
     ]
     nonempty = 0
