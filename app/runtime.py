@@ -17,6 +17,7 @@ from app.auth import authenticator as auth_module
 from app.auth.authenticator import Authenticator
 from app.auth.jwt import TokenService
 from app.auth.revocation import RevocationRegistry, remember_seconds
+from app.logs.term_rarity import RareSearches
 from app.settings import Settings
 from db.crypto import LocalMasterKey
 from db.engine import make_engine as db_engine
@@ -38,6 +39,8 @@ class Runtime:
     revocations: RevocationRegistry
     authenticator: Authenticator
     keyrings: KeyringStore
+    rare_searches: RareSearches = field(default_factory=RareSearches)
+    """``q`` searches this process found rare: their next pages skip the walk (``app.logs.term_rarity``)."""
     services: dict[str, Any] = field(default_factory=dict)
     """Optional components started by the lifespan (queue, worker, ingest writer, rate limiter...)."""
 

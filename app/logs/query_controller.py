@@ -203,7 +203,9 @@ async def list_logs(request: Request[Any, Any, Any]) -> EventPage:
         keyring = await runtime.keyrings.get(pg, tenant_id)
         if query.filters.q is not None:  # a bounded walk first, the GIN index for rare terms (search_page)
             search = search_index(keyring)
-            rows, _ = await fetch_search_page(pg, tenant_id, query.filters, search, after=after, limit=query.limit)
+            rows, _ = await fetch_search_page(
+                pg, tenant_id, query.filters, search, after=after, limit=query.limit, rare=runtime.rare_searches
+            )
         else:
             sql, args = build_list_sql(tenant_id, query.filters, after=after, limit=query.limit)
             rows = await pg.fetch(sql, *args)

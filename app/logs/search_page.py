@@ -18,6 +18,10 @@ So the page is read in up to two statements on the caller's read connection:
    events, so an unbounded walk finds 51 within about ``WALK_ROWS * 51 / RARE_BELOW`` rows; fewer means the term
    is rare, and the GIN path (``audit_logs_fts``, bitmap then sort) reads only its few matches.
 
+A search the walk found rare skips it on its next pages for a minute (``app.logs.term_rarity``): the walk is
+most of a rare term's cost, and a search is rarely asked only once. The bounded walk reads the rows as stored and
+formats only the matches (formatting the 1,000 walked rows tripled its cost).
+
 Every statement applies every filter and the keyset position, so each returns exactly the page (the first one
 only when it finds 51). The term is tested where the rows are read: the walks test ``search @@ tsquery`` on rows
 that row-level security has already limited to the tenant (the condition is not leakproof, so PostgreSQL runs
@@ -34,6 +38,7 @@ import asyncpg
 import msgspec
 
 from app.logs.query import build_list_sql
+from app.logs.term_rarity import RareSearches
 from db.blind_index import SearchIndex
 from db.event_filters import (
     OUTPUT_NAMES,
@@ -94,19 +99,17 @@ def build_walk_sql(
         ]
         union = " UNION ALL ".join(f"({m})" for m in matching)
         return f"SELECT {OUTPUT_NAMES} FROM ({union}) AS page ORDER BY sort_ts DESC, id DESC LIMIT {lim}", bind.args
+    # The newest rows as stored (no column computed yet: formatting every walked row cost more than reading it),
+    # then the term; only the matches are turned into the page's columns.
     scanned = bind(scan)
-    newest = [
-        f'SELECT {SELECT_COLUMNS}, "timestamp" AS sort_ts, search AS match_vector FROM audit_logs WHERE {where}{arm}'
-        f" {order} LIMIT {scanned}"
-        for arm in arms
-    ]
+    newest = [f"SELECT * FROM audit_logs WHERE {where}{arm} {order} LIMIT {scanned}" for arm in arms]
     source = newest[0]
     if len(newest) > 1:
         union = " UNION ALL ".join(f"({n})" for n in newest)
-        source = f"SELECT * FROM ({union}) AS sides ORDER BY sort_ts DESC, id DESC LIMIT {scanned}"
+        source = f"SELECT * FROM ({union}) AS sides {order} LIMIT {scanned}"
     sql = (
-        f"SELECT {OUTPUT_NAMES} FROM ({source}) AS newest WHERE match_vector @@ ({query})"
-        f" ORDER BY sort_ts DESC, id DESC LIMIT {bind(limit + 1)}"
+        f"SELECT {SELECT_COLUMNS} FROM ({source}) AS audit_logs WHERE search @@ ({query})"
+        f" {order} LIMIT {bind(limit + 1)}"
     )
     return sql, bind.args
 
@@ -119,9 +122,14 @@ async def fetch_search_page(
     *,
     after: tuple[datetime, uuid.UUID] | None,
     limit: int,
+    rare: RareSearches | None = None,
 ) -> tuple[list[asyncpg.Record], str]:
     """The rows of one ``q`` page (``limit + 1`` at most, like ``build_list_sql``), on a read connection bound to
-    the tenant (``TenantDB.read``), and how they were read: ``walk``, ``long walk`` or ``gin``."""
+    the tenant (``TenantDB.read``), and how they were read: ``walk``, ``long walk``, ``gin`` or ``known rare``
+    (``rare``: the searches this process already found rare, ``app.logs.term_rarity``: straight to the GIN)."""
+    fingerprint = filters.fingerprint()
+    if rare is not None and rare.is_rare(tenant_id, fingerprint):
+        return await _gin_page(pg, tenant_id, filters, search, after=after, limit=limit), "known rare"
     walk = build_walk_sql(tenant_id, filters, search, after=after, limit=limit, scan=WALK_ROWS)
     if walk is None:
         return [], "walk"
@@ -132,6 +140,21 @@ async def fetch_search_page(
         unbounded = build_walk_sql(tenant_id, filters, search, after=after, limit=limit, scan=None)
         assert unbounded is not None
         return list(await pg.fetch(unbounded[0], *unbounded[1])), "long walk"
+    if rare is not None:
+        rare.remember(tenant_id, fingerprint)
+    return await _gin_page(pg, tenant_id, filters, search, after=after, limit=limit), "gin"
+
+
+async def _gin_page(
+    pg: asyncpg.Connection,
+    tenant_id: uuid.UUID,
+    filters: LogFilters,
+    search: SearchIndex,
+    *,
+    after: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+) -> list[asyncpg.Record]:
+    """The page through the GIN index of ``search``: every match of the term, then sorted."""
     sql, args = build_list_sql(tenant_id, filters, after=after, limit=limit, search=search)
     await bind_search(pg, search, filters.q or "", local=False)  # the view applies it inside its barrier
-    return list(await pg.fetch(sql, *args)), "gin"
+    return list(await pg.fetch(sql, *args))

@@ -16,6 +16,7 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from app.logs.search_page import WALK_ROWS, fetch_search_page
+from app.logs.term_rarity import RareSearches
 from db.blind_index import search_index
 from db.event_filters import LogFilters
 from tests.integration.test_search import Ev, Tenant, insert_events, new_tenant, runtime_of
@@ -111,3 +112,30 @@ async def test_every_page_through_the_api_is_exact(
         params["cursor"] = body["next_cursor"]
     assert got == expected
     assert expected  # every term here matches something
+
+
+async def test_a_search_found_rare_skips_the_walk_on_its_next_pages(
+    client: AsyncTestClient[Any], tenant: tuple[Tenant, list[Ev]]
+) -> None:
+    """The first page of a rare term walks, then reads the GIN; the next page of the same search (another cursor)
+    goes straight to the GIN and is still exact; another filter set, or a common term, still walks."""
+    made, events = tenant
+    runtime = runtime_of(client)
+    rare = RareSearches()
+    expected = sorted((ev for ev in events if _matches(ev, "rare")), key=lambda e: (e.timestamp, e.id), reverse=True)
+    async with runtime.db.read(made.id) as pg:
+        index = search_index(await runtime.keyrings.get(pg, made.id))
+        first, taken = await fetch_search_page(pg, made.id, LogFilters(q="rare"), index, after=None, limit=1, rare=rare)
+        assert (taken, [r["id"] for r in first]) == ("gin", [ev.id for ev in expected[:2]])
+        after = (expected[0].timestamp, expected[0].id)
+        second, taken = await fetch_search_page(
+            pg, made.id, LogFilters(q="rare"), index, after=after, limit=1, rare=rare
+        )
+        assert (taken, [r["id"] for r in second]) == ("known rare", [ev.id for ev in expected[1:3]])
+        _, taken = await fetch_search_page(
+            pg, made.id, LogFilters(q="rare", user_id=("u1",)), index, after=None, limit=1, rare=rare
+        )
+        assert taken == "gin"  # another filter set is another search
+        _, taken = await fetch_search_page(pg, made.id, LogFilters(q="common"), index, after=None, limit=1, rare=rare)
+        assert taken == "walk"
+    assert not rare.is_rare(uuid.uuid4(), LogFilters(q="rare").fingerprint())  # per tenant
