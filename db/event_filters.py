@@ -25,11 +25,11 @@ from db.blind_index import SearchIndex
 __all__ = [
     "COLUMN_COUNT",
     "MULTI_VALUED",
-    "OUTPUT_NAMES",
     "READ_AUDIT",
     "READ_AUDIT_PII",
     "SELECT_COLUMNS",
     "SERVICE_EVENTS_SQL",
+    "STORED_COLUMNS",
     "Binder",
     "LogFilters",
     "excludes_service_events",
@@ -88,7 +88,12 @@ _COLUMNS: Final = (
     ("payload", "payload"),
 )
 SELECT_COLUMNS: Final = ", ".join(expr if expr == name else f"{expr} AS {name}" for name, expr in _COLUMNS)
-OUTPUT_NAMES: Final = ", ".join(name for name, _ in _COLUMNS)
+STORED_COLUMNS: Final = (
+    'id, action, resource_type, resource_id, user_id, session_id, request_id, severity, "timestamp", ip_address,'
+    " user_agent, message, received_at, payload"
+)
+"""The stored columns ``SELECT_COLUMNS`` is computed from: what a subquery hands up when only the page's own
+rows are turned into the page's columns (``app.logs.query.page_of``)."""
 
 COLUMN_COUNT: Final = len(_COLUMNS)
 """How many columns ``SELECT_COLUMNS`` yields (statements may select more after them)."""
@@ -229,7 +234,9 @@ def where_clauses(
         if search is None:
             raise ValueError("q needs the tenant's search index (db.blind_index.search_index)")
         query = search.tsquery_sql(filters.q, bind)
-        clauses.append("false" if query is None else f"search @@ ({query})")
+        # A scalar subquery: the tsquery is built once per statement (an InitPlan), not once per row as a
+        # generic plan of a prepared statement would (phraseto_tsquery of a $n is not folded there).
+        clauses.append("false" if query is None else f"search @@ (SELECT {query})")
     return clauses
 
 

@@ -37,12 +37,10 @@ from typing import Any, Final
 import asyncpg
 import msgspec
 
-from app.logs.query import build_list_sql
+from app.logs.query import NEWEST_FIRST, build_list_sql, page_of
 from app.logs.term_rarity import RareSearches
 from db.blind_index import SearchIndex
 from db.event_filters import (
-    OUTPUT_NAMES,
-    SELECT_COLUMNS,
     Binder,
     LogFilters,
     service_clause,
@@ -81,37 +79,24 @@ def build_walk_sql(
     query = search.tsquery_sql(filters.q, bind)
     if query is None:
         return None
-    order = 'ORDER BY "timestamp" DESC, id DESC'
     where = " AND ".join(clauses)
+    term = f"search @@ (SELECT {query})"  # the tsquery built once (an InitPlan), not per walked row
     # Both sides of the service-event line (include_system): one ordered branch per side's time index, merged.
     arms = [""] if service_side(filters) is not None else [f" AND {service_clause(side)}" for side in (False, True)]
+    lim = bind(limit + 1)
     if scan is None:
-        lim = bind(limit + 1)
-        if len(arms) == 1:
-            return (
-                f"SELECT {SELECT_COLUMNS} FROM audit_logs WHERE {where} AND search @@ ({query}) {order} LIMIT {lim}",
-                (bind.args),
-            )
-        matching = [
-            f'SELECT {SELECT_COLUMNS}, "timestamp" AS sort_ts FROM audit_logs WHERE {where}{arm}'
-            f" AND search @@ ({query}) {order} LIMIT {lim}"
-            for arm in arms
-        ]
-        union = " UNION ALL ".join(f"({m})" for m in matching)
-        return f"SELECT {OUTPUT_NAMES} FROM ({union}) AS page ORDER BY sort_ts DESC, id DESC LIMIT {lim}", bind.args
+        return page_of(
+            [f"SELECT * FROM audit_logs WHERE {where}{arm} AND {term} {NEWEST_FIRST} LIMIT {lim}" for arm in arms], lim
+        ), bind.args
     # The newest rows as stored (no column computed yet: formatting every walked row cost more than reading it),
-    # then the term; only the matches are turned into the page's columns.
+    # then the term; only the page's rows are turned into its columns.
     scanned = bind(scan)
-    newest = [f"SELECT * FROM audit_logs WHERE {where}{arm} {order} LIMIT {scanned}" for arm in arms]
+    newest = [f"SELECT * FROM audit_logs WHERE {where}{arm} {NEWEST_FIRST} LIMIT {scanned}" for arm in arms]
     source = newest[0]
     if len(newest) > 1:
         union = " UNION ALL ".join(f"({n})" for n in newest)
-        source = f"SELECT * FROM ({union}) AS sides {order} LIMIT {scanned}"
-    sql = (
-        f"SELECT {SELECT_COLUMNS} FROM ({source}) AS audit_logs WHERE search @@ ({query})"
-        f" {order} LIMIT {bind(limit + 1)}"
-    )
-    return sql, bind.args
+        source = f"SELECT * FROM ({union}) AS sides {NEWEST_FIRST} LIMIT {scanned}"
+    return page_of([f"SELECT * FROM ({source}) AS walked WHERE {term} {NEWEST_FIRST} LIMIT {lim}"], lim), bind.args
 
 
 async def fetch_search_page(

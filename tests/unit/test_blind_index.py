@@ -76,7 +76,7 @@ def test_filter_predicate_needs_the_index_for_q_and_binds_the_query() -> None:
     bind = Binder()
     index = SearchIndex(os.urandom(32))
     sql = filter_predicate(tenant, LogFilters(q="secret"), bind, search=index)
-    assert "search @@ (((phraseto_tsquery('simple', $" in sql and "secret" not in sql
+    assert "search @@ (SELECT ((phraseto_tsquery('simple', $" in sql and "secret" not in sql
     assert bind.args[-2:] == ["secret", f"'{index.token('secret')}'"]
     assert "false" in filter_predicate(tenant, LogFilters(q="--"), Binder(), search=index).split(" AND ")
 
