@@ -263,8 +263,17 @@ def _client_errors(ev: EventIn, now: datetime) -> tuple[list[FieldError], str | 
     return errors, ip
 
 
+_DOTTED_QUAD = re.compile(
+    r"(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+)
+"""An IPv4 address already in canonical form (no leading zeros): most addresses, kept as they are, without
+``ipaddress`` (a fifth of the Python an event costs at ingest, for the address alone)."""
+
+
 def canonical_ip(value: str) -> str | None:
     """The address in canonical text (IPv4-mapped IPv6 as ``::ffff:1.2.3.4``), or ``None`` if not one."""
+    if _DOTTED_QUAD.fullmatch(value):
+        return value
     if "%" in value:  # a zone id is not an address
         return None
     try:
