@@ -301,9 +301,19 @@ def build_list_sql(
     if service_side(filters) is None and not any(column == "resource_type" for column, _ in dims):
         combos = [f"{c} AND {service_clause(side)}" for c in combos for side in (False, True)]
     lim = bind(limit + 1)
-    return page_of(
-        [f"SELECT {STORED_COLUMNS} FROM {table} WHERE {where}{c} {NEWEST_FIRST} LIMIT {lim}" for c in combos], lim
-    ), bind.args
+    if filters.q is None:
+        branches = [f"SELECT {STORED_COLUMNS} FROM {table} WHERE {where}{c} {NEWEST_FIRST} LIMIT {lim}" for c in combos]
+    else:
+        # Every match through the GIN index, then the newest: OFFSET 0 keeps the order and the limit out of the
+        # matches' plan, so that no plan (a prepared statement's generic plan above all, whose estimate of a
+        # time window and of the term is a fixed guess) walks the time order instead, testing every row: with an
+        # end_time, that generic plan took 115 ms against 1.1 ms (a rare word, 1M events).
+        branches = [
+            f"SELECT {STORED_COLUMNS} FROM (SELECT {STORED_COLUMNS} FROM {table} WHERE {where}{c} OFFSET 0) AS matches"
+            f" {NEWEST_FIRST} LIMIT {lim}"
+            for c in combos
+        ]
+    return page_of(branches, lim), bind.args
 
 
 NEWEST_FIRST: Final = 'ORDER BY "timestamp" DESC, id DESC'
