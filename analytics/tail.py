@@ -23,8 +23,8 @@ import pyarrow as pa
 
 from analytics.schema import SENSITIVE_COLUMNS, project
 from db.blind_index import search_index
-from db.event_filters import Binder
-from db.fts import bind_search
+from db.event_filters import Binder, service_side
+from db.fts import bind_search, search_source
 
 if TYPE_CHECKING:
     from db.crypto import TenantKeyring
@@ -80,7 +80,7 @@ class TailQuery:
             exprs += ["id AS payload_id", "payload"]
         self.q = filters.q
         self.index = index
-        table = "audit_logs_fts" if filters.q is not None else "audit_logs"
+        table = "audit_logs" if filters.q is None else search_source(service_side(filters))
         self.sql = f"SELECT {', '.join(exprs)} FROM {table} WHERE {where} AND seq > {bind(watermark)} ORDER BY seq"
         self.args = bind.args
 

@@ -19,7 +19,7 @@ import asyncpg
 from db.blind_index import SearchIndex
 from db.event_filters import Binder
 
-__all__ = ["SEARCH_SETTING", "bind_search"]
+__all__ = ["SEARCH_SETTING", "bind_search", "search_source"]
 
 SEARCH_SETTING = "auditlog.search"
 
@@ -34,3 +34,13 @@ async def bind_search(conn: asyncpg.Connection, search: SearchIndex, q: str, *, 
         return False
     await conn.execute(f"SELECT set_config('{SEARCH_SETTING}', ({query})::text, {bind(local)})", *bind.args)
     return True
+
+
+def search_source(service: bool | None) -> str:
+    """The ``FROM`` item of a search over one side of the service-event line (``db.event_filters.service_side``):
+    the tenant's own events (``audit_logs_fts``), the service's (``audit_logs_fts_service``), or both. Each view
+    reads its own partial GIN index (migration 0019), so a search of the tenant's events never reads the read
+    records, whose metadata holds the words of every search they record."""
+    if service is None:
+        return "(SELECT * FROM audit_logs_fts UNION ALL SELECT * FROM audit_logs_fts_service) AS audit_logs_fts"
+    return "audit_logs_fts_service" if service else "audit_logs_fts"

@@ -45,6 +45,7 @@ from db.event_filters import (
     service_side,
     where_clauses,
 )
+from db.fts import search_source
 
 __all__ = [
     "COLUMN_COUNT",
@@ -277,8 +278,9 @@ def build_list_sql(
 ) -> tuple[str, list[Any]]:
     """``SELECT`` of one page (``limit + 1`` rows, to know whether another page follows).
 
-    Queries with ``q`` read the tenant-scoped view ``audit_logs_fts`` (migration 0004) so that the GIN
-    index is usable (the caller sets its search first: ``db.fts.bind_search``);
+    Queries with ``q`` read the tenant-scoped views ``audit_logs_fts`` / ``audit_logs_fts_service`` (migrations
+    0004, 0019: ``db.fts.search_source``) so that the GIN indexes are usable (the caller sets its search first:
+    ``db.fts.bind_search``);
     everything else reads ``audit_logs`` under row-level security. ``search``: the tenant's blind index.
     Several severities become one ordered branch per value under a ``UNION ALL``, so each branch walks its
     ``(severity, "timestamp", id)`` index in keyset order however rare the values are.
@@ -292,13 +294,14 @@ def build_list_sql(
         clauses.append(f"severity = {bind(filters.severity[0])}")
     elif filters.severity and not any(column == "severity" for column, _ in dims):
         clauses.append(f"severity = ANY({bind(list(filters.severity))}::text[])")
-    table = "audit_logs_fts" if filters.q is not None else "audit_logs"
+    side = service_side(filters)
+    table = "audit_logs" if filters.q is None else search_source(side)
     where = " AND ".join(clauses)
     combos: list[str] = [""]
     for column, values in dims:
         pairs = [(bind(v), v) for v in values]
         combos = [f"{c} AND {column} = {p}{_side_of(filters, column, v)}" for c in combos for p, v in pairs]
-    if service_side(filters) is None and not any(column == "resource_type" for column, _ in dims):
+    if filters.q is None and side is None and not any(column == "resource_type" for column, _ in dims):
         combos = [f"{c} AND {service_clause(side)}" for c in combos for side in (False, True)]
     lim = bind(limit + 1)
     if filters.q is None:

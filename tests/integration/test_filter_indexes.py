@@ -35,6 +35,7 @@ INDEXES = {
     "ix_audit_logs_user",
     "ix_audit_logs_resource_severity",
     "ix_audit_logs_search",
+    "ix_audit_logs_service_search",
     "ix_audit_logs_filters",
 }
 
@@ -108,7 +109,8 @@ async def _names(owner: asyncpg.Connection, plan: Any) -> tuple[set[str], list[s
 
 
 async def test_the_event_table_carries_its_indexes(database: Database) -> None:
-    """Eight definitions, seven written per event: each event is in one of the two partial time indexes."""
+    """Nine definitions, seven written per event: each event is in one of the two partial time indexes and in
+    one of the two partial search GINs."""
     owner = await asyncpg.connect(database.dsn(database.owner_url))
     try:
         names = await owner.fetch(
@@ -341,3 +343,56 @@ async def test_a_rare_term_with_a_time_window_stays_on_the_gin(
     for used, seq_scanned in found:
         assert "ix_audit_logs_search" in used, used
         assert "ix_audit_logs_time" not in used and not seq_scanned, (used, seq_scanned)
+
+
+async def test_the_search_of_the_tenant_events_never_reads_read_records(
+    client: AsyncTestClient[Any], database: Database
+) -> None:
+    """20,000 read records hold the word searched for (a read record keeps the words of the search it records):
+    the GIN page of that word over the tenant's own events reads none of them (its own GIN, migration 0019),
+    and with ``include_system`` it finds them through the service's GIN."""
+    runtime = runtime_of(client)
+    tenant = await new_tenant(client)
+    now = datetime.now(UTC) - timedelta(minutes=5)
+    owner = await asyncpg.connect(database.dsn(database.owner_url))
+    try:
+        await _fill(owner, tenant.id, now)
+        await _add_read_records(owner, tenant.id, now)
+        await owner.execute(
+            "UPDATE audit_logs SET search = to_tsvector('simple', 'event 1007') WHERE tenant_id = $1"
+            " AND resource_type = 'audit_log'",
+            tenant.id,
+        )
+        await owner.execute("ANALYZE audit_logs")
+        async with runtime.db.tenant(tenant.id) as session:
+            index = search_index(await runtime.keyrings.get(session, tenant.id))
+        async with runtime.db.read(tenant.id) as pg:
+            await bind_search(pg, index, "1007", local=False)
+            found = {}
+            for name, filters in (("own", LogFilters(q="1007")), ("both", LogFilters(q="1007", include_system=True))):
+                sql, args = build_list_sql(tenant.id, filters, after=None, limit=50, search=index)
+                plan = json.loads(await pg.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}", *args))
+                found[name] = (await pg.fetch(sql, *args), await _names(owner, plan), _heap_rows_dropped(plan))
+    finally:
+        await owner.close()
+    rows, (used, seq_scanned), dropped = found["own"]
+    assert [r["resource_type"] for r in rows] == ["resource_7"] and not seq_scanned  # event 1007 (1007 % 20 = 7)
+    assert used == {"ix_audit_logs_search"} and dropped == 0, (used, dropped)
+    rows, (used, seq_scanned), _ = found["both"]
+    assert len(rows) == 51 and {r["resource_type"] for r in rows} == {"audit_log"}  # the read records are newer
+    assert {"ix_audit_logs_search", "ix_audit_logs_service_search"} <= used and not seq_scanned, used
+
+
+def _heap_rows_dropped(plan: Any) -> int:
+    """Rows the plan's bitmap heap scans fetched and then dropped (by filter or recheck), summed."""
+    total = 0
+
+    def walk(node: dict[str, Any]) -> None:
+        nonlocal total
+        if node["Node Type"] == "Bitmap Heap Scan":
+            total += int(node.get("Rows Removed by Filter", 0)) + int(node.get("Rows Removed by Index Recheck", 0))
+        for child in node.get("Plans", ()):
+            walk(child)
+
+    walk(plan[0]["Plan"])
+    return total
