@@ -396,3 +396,53 @@ def _heap_rows_dropped(plan: Any) -> int:
 
     walk(plan[0]["Plan"])
     return total
+
+
+async def test_the_bounded_walk_with_a_time_window_walks_whatever_the_plan(
+    client: AsyncTestClient[Any], database: Database
+) -> None:
+    """The bounded walk of a ``q`` page with an ``end_time``, as a prepared statement: its generic plan too
+    walks the tenant's time index (no sequential read, no sort of the window). Its size is written into the
+    statement: bound as ``$n``, the generic plan sorted the whole window at 1M events (97 ms a page); at this
+    test's size the planner walks either way, so the statement's shape is checked too."""
+    runtime = runtime_of(client)
+    tenant = await new_tenant(client)
+    now = datetime.now(UTC) - timedelta(minutes=5)
+    owner = await asyncpg.connect(database.dsn(database.owner_url))
+    try:
+        await _fill(owner, tenant.id, now)
+        async with runtime.db.tenant(tenant.id) as session:
+            index = search_index(await runtime.keyrings.get(session, tenant.id))
+        filters = LogFilters(q="1007", end_time=now + timedelta(days=365 * 70))
+        walk = build_walk_sql(tenant.id, filters, index, after=None, limit=50, scan=WALK_ROWS)
+        assert walk is not None
+        sql, args = walk
+        async with runtime.db.read(tenant.id) as pg:
+            await pg.execute("SET plan_cache_mode = force_generic_plan")
+            try:
+                assert len(await pg.fetch(sql, *args)) == 0  # event 1007 is not among the newest 1,000
+                name = await pg.fetchval("SELECT name FROM pg_prepared_statements WHERE statement = $1", sql)
+                params = ", ".join(
+                    str(a) if isinstance(a, int) else "'" + str(a).replace("'", "''") + "'" for a in args
+                )
+                plan = json.loads(await pg.fetchval(f'EXPLAIN (FORMAT JSON) EXECUTE "{name}"({params})'))
+            finally:
+                await pg.execute("RESET plan_cache_mode")
+        used, seq_scanned = await _names(owner, plan)
+    finally:
+        await owner.close()
+    assert "ix_audit_logs_time" in used and not seq_scanned, (used, seq_scanned)
+    assert not _has_sort_below_limit(plan), plan
+    assert f"LIMIT {WALK_ROWS}" in sql  # at this size the planner walks either way: the statement's shape too
+
+
+def _has_sort_below_limit(plan: Any) -> bool:
+    """Whether a Sort feeds the walk (the ordered read of up to ``WALK_ROWS`` rows) instead of an index walk."""
+
+    def walk(node: dict[str, Any], under_walk_limit: bool) -> bool:
+        if node["Node Type"] == "Sort" and under_walk_limit:
+            return True
+        inside = under_walk_limit or (node["Node Type"] == "Limit" and node.get("Plan Rows", 0) >= 100)
+        return any(walk(child, inside) for child in node.get("Plans", ()))
+
+    return walk(plan[0]["Plan"], False)
