@@ -1,25 +1,13 @@
-"""``canonical_ip`` (ingest's address check) answers exactly as ``ipaddress`` does, fast path or not."""
+"""``canonical_ip`` (ingest's address check) answers exactly as ``ipaddress`` does (``parsed_ip``), fast path or
+not; and ``parsed_ip`` is what ``ipaddress`` says."""
 
 from __future__ import annotations
 
-import ipaddress
 import random
 
 import pytest
 
-from app.logs.prepare import canonical_ip
-
-
-def _reference(value: str) -> str | None:
-    if "%" in value:
-        return None
-    try:
-        ip = ipaddress.ip_address(value)
-    except ValueError:
-        return None
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return f"::ffff:{ip.ipv4_mapped}"
-    return str(ip)
+from app.logs.prepare import canonical_ip, parsed_ip
 
 
 @pytest.mark.parametrize(
@@ -28,7 +16,7 @@ def _reference(value: str) -> str | None:
      "1.2.3.4\n", "\u0661.2.3.4", "::1", "::ffff:1.2.3.4", "::FFFF:102:304", "fe80::1%eth0", "2001:DB8::1", ""],
 )  # fmt: skip
 def test_known_cases(value: str) -> None:
-    assert canonical_ip(value) == _reference(value)
+    assert canonical_ip(value) == parsed_ip(value)
 
 
 def test_random_dotted_quads() -> None:
@@ -38,4 +26,11 @@ def test_random_dotted_quads() -> None:
         if rng.random() < 0.1:
             parts[rng.randrange(len(parts))] = "0" + parts[0]
         value = ".".join(parts)
-        assert canonical_ip(value) == _reference(value), value
+        assert canonical_ip(value) == parsed_ip(value), value
+
+
+def test_parsed_ip_is_ipaddress() -> None:
+    assert parsed_ip("::FFFF:102:304") == "::ffff:1.2.3.4"
+    assert parsed_ip("2001:DB8::1") == "2001:db8::1"
+    assert parsed_ip("01.2.3.4") is None and parsed_ip("fe80::1%eth0") is None
+    assert parsed_ip("1.2.3.4") == "1.2.3.4"
