@@ -115,9 +115,16 @@ async def fetch_search_page(
     """The rows of one ``q`` page (``limit + 1`` at most, like ``build_list_sql``), on a read connection bound to
     the tenant (``TenantDB.read``), and how they were read: ``walk``, ``long walk``, ``gin`` or ``known rare``
     (``rare``: the searches this process already found rare, ``app.logs.term_rarity``: straight to the GIN)."""
+
+    async def through_the_gin() -> list[asyncpg.Record]:
+        """Every match of the term through the GIN index of ``search``, then the newest."""
+        sql, args = build_list_sql(tenant_id, filters, after=after, limit=limit, search=search)
+        await bind_search(pg, search, filters.q or "", local=False)  # the view applies it inside its barrier
+        return list(await pg.fetch(sql, *args))
+
     fingerprint = filters.fingerprint()
     if rare is not None and rare.is_rare(tenant_id, fingerprint):
-        return await _gin_page(pg, tenant_id, filters, search, after=after, limit=limit), "known rare"
+        return await through_the_gin(), "known rare"
     walk = build_walk_sql(tenant_id, filters, search, after=after, limit=limit, scan=WALK_ROWS)
     if walk is None:
         return [], "walk"
@@ -130,19 +137,4 @@ async def fetch_search_page(
         return list(await pg.fetch(unbounded[0], *unbounded[1])), "long walk"
     if rare is not None:
         rare.remember(tenant_id, fingerprint)
-    return await _gin_page(pg, tenant_id, filters, search, after=after, limit=limit), "gin"
-
-
-async def _gin_page(
-    pg: asyncpg.Connection,
-    tenant_id: uuid.UUID,
-    filters: LogFilters,
-    search: SearchIndex,
-    *,
-    after: tuple[datetime, uuid.UUID] | None,
-    limit: int,
-) -> list[asyncpg.Record]:
-    """The page through the GIN index of ``search``: every match of the term, then sorted."""
-    sql, args = build_list_sql(tenant_id, filters, after=after, limit=limit, search=search)
-    await bind_search(pg, search, filters.q or "", local=False)  # the view applies it inside its barrier
-    return list(await pg.fetch(sql, *args))
+    return await through_the_gin(), "gin"
