@@ -282,8 +282,9 @@ def build_list_sql(
     0004, 0019: ``db.fts.search_source``) so that the GIN indexes are usable (the caller sets its search first:
     ``db.fts.bind_search``);
     everything else reads ``audit_logs`` under row-level security. ``search``: the tenant's blind index.
-    Several severities become one ordered branch per value under a ``UNION ALL``, so each branch walks its
-    ``(severity, "timestamp", id)`` index in keyset order however rare the values are.
+    Several values of a multi-valued filter become one ordered branch per value under a ``UNION ALL`` (see
+    ``_branches``), and a page of both sides of the service-event line one branch per side, so that each branch
+    can walk an index in keyset order.
     """
     bind = Binder()
     dims = _branches(filters)
