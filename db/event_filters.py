@@ -32,7 +32,6 @@ __all__ = [
     "STORED_COLUMNS",
     "Binder",
     "LogFilters",
-    "excludes_service_events",
     "filter_predicate",
     "is_service_resource_type",
     "service_clause",
@@ -117,7 +116,7 @@ class LogFilters(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     exclude_action: tuple[str, ...] = ()
     exclude_resource_type: tuple[str, ...] = ()
     include_system: bool = False
-    """Also the service's own events (read records, ``auditlog.*``); see :func:`excludes_service_events`."""
+    """Also the service's own events (read records, ``auditlog.*``); see :func:`service_side`."""
     received_from: datetime | None = None
     """Only events received at or after this time (``received_at >=``). Not a ``GET /logs`` parameter: set by
     the scheduled exports for their window (``app.export_schedules``)."""
@@ -146,12 +145,6 @@ class LogFilters(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
         """The filters that were given, as JSON-ready values (for read auditing)."""
         out: dict[str, Any] = msgspec.to_builtins(self)
         return out
-
-
-def excludes_service_events(filters: LogFilters) -> bool:
-    """Whether the service's own events are left out: unless ``include_system`` is set or a ``resource_type``
-    filter names one of them (API.md)."""
-    return not filters.include_system and not any(is_service_resource_type(rt) for rt in filters.resource_type)
 
 
 def service_side(filters: LogFilters) -> bool | None:

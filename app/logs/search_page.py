@@ -1,8 +1,8 @@
 """How a page of ``GET /logs?q=...`` is read: walk the newest events first, the GIN index only for rare terms.
 
 The newest 50 matches of a term are found cheaply in one of two ways, and which one depends on how common the
-term is, which nothing knows in advance: walking the events in time order (the primary key, or the filter's own
-index) and testing each until 51 match costs about 51 ÷ (share of matching events) rows, fast for a word in
+term is, which nothing knows in advance: walking the events in time order (the tenant's time index, or the
+filter's own index) and testing each until 51 match costs about 51 ÷ (share of matching events) rows, fast for a word in
 most events and a walk of the whole tenant for a rare one; the GIN index of ``search`` returns every match, which
 is then sorted, fast for a rare word and a read of hundreds of thousands of rows for a common one. PostgreSQL
 cannot choose well here: the search view is a security barrier, so the page's ``ORDER BY ... LIMIT`` does not
@@ -91,8 +91,9 @@ def build_walk_sql(
     # The newest rows as stored (no column computed yet: formatting every walked row cost more than reading it),
     # then the term; only the page's rows are turned into its columns.
     # The walk's size is written into the statement, not bound: a prepared statement's generic plan guesses a
-    # LIMIT $n at a tenth of its input, and with a time window (itself a guessed third of the rows) that made a
-    # sort of the whole window look cheaper than walking 1,000 rows (97 ms of PostgreSQL per page in bench.py).
+    # LIMIT $n at a tenth of its input, which could make sorting a whole time window look cheaper than walking
+    # 1,000 rows. A precaution: the slow generic plan measured with an end_time was the GIN page's (fixed in
+    # app.logs.query), not this one's.
     scanned = str(int(scan))
     newest = [f"SELECT * FROM audit_logs WHERE {where}{arm} {NEWEST_FIRST} LIMIT {scanned}" for arm in arms]
     source = newest[0]

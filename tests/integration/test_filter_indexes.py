@@ -383,8 +383,8 @@ def _heap_rows_dropped(plan: Any) -> int:
 async def test_the_bounded_walk_with_a_time_window_walks_whatever_the_plan(filled: Filled) -> None:
     """The bounded walk of a ``q`` page with an ``end_time``, as a prepared statement: its generic plan too
     walks the tenant's time index (no sequential read, no sort of the window). Its size is written into the
-    statement: bound as ``$n``, the generic plan sorted the whole window at 1M events (97 ms a page); at this
-    test's size the planner walks either way, so the statement's shape is checked too."""
+    statement (a generic plan guesses a bound ``LIMIT $n`` at a tenth of its input); at this test's size the
+    planner walks either way, so the statement's shape is checked too."""
     runtime, tenant, now, owner, index = filled.runtime, filled.tenant, filled.now, filled.owner, filled.index
     filters = LogFilters(q="1007", end_time=now + timedelta(days=365 * 70))
     walk = build_walk_sql(tenant.id, filters, index, after=None, limit=50, scan=WALK_ROWS)
